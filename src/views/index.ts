@@ -1,7 +1,16 @@
-// View engine entry point (being written): filtered LIST/GET/WATCH for targeted components.
+// The view engine: filtered LIST/GET/WATCH for the components a filter targets, kept current by
+// the scope sources. Everything else is left to the plain proxy.
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import type { Interceptor, Upstream } from '../types.js';
+import type { InterceptContext, Interceptor, Upstream } from '../types.js';
+import { builtinFilters } from '../../filters/index.js';
+import { Targeting } from '../targeting.js';
+import { Revisions } from '../revisions.js';
+import { ScopeSources } from '../scope/sources.js';
+import { ViewRegistry } from './registry.js';
+import { serveList, type ViewDeps } from './list.js';
+import { serveWatch } from './watch.js';
+import { sendJson, status } from './http.js';
 
 export interface ViewOptions {
   upstream: Upstream;
@@ -12,6 +21,9 @@ export interface ViewOptions {
   featureGates: Record<string, boolean>;
   log: Logger;
   registry: Registry;
+  /** How long a targeted request waits for the scope sources before a 503 (default 10 s). */
+  readyWaitMs?: number;
+  autoListenDebounceMs?: number;
 }
 
 export interface ReadinessCheck {
@@ -24,8 +36,68 @@ export interface ViewService {
   intercept: Interceptor;
   readiness(): ReadinessCheck[];
   close(): Promise<void>;
+  /** For tests and `poolview view`. */
+  readonly scope: ScopeSources;
+  readonly targeting: Targeting;
 }
 
-export async function startViews(_opts: ViewOptions): Promise<ViewService> {
-  return { intercept: () => false, readiness: () => [], close: async () => {} };
+const VIEW_VERBS = new Set(['get', 'list', 'watch']);
+
+export async function startViews(opts: ViewOptions): Promise<ViewService> {
+  const revisions = new Revisions();
+  const targeting = new Targeting(builtinFilters);
+  const scope = new ScopeSources({ ...opts, targeting, revisions });
+  const registry = new ViewRegistry(revisions, opts.registry, opts.log);
+  scope.onChange((resources, cause) => registry.scopeChanged(resources, cause));
+  scope.start();
+  const deps: ViewDeps = { scope, revisions, registry };
+  const filterable = new Set(builtinFilters.flatMap((f) => f.resources));
+  const transitions = () => scope.gate('ViewTransitions');
+
+  async function synced(): Promise<boolean> {
+    const deadline = Date.now() + (opts.readyWaitMs ?? 10_000);
+    while (!scope.synced) {
+      if (Date.now() > deadline) return false;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return true;
+  }
+
+  const intercept = async (ctx: InterceptContext): Promise<boolean> => {
+    const { info, component } = ctx;
+    if (!component || !info.isResourceRequest || info.subresource || !VIEW_VERBS.has(info.verb) || !filterable.has(info.resource)) return false;
+    const targeted = () => targeting.filtersFor(component, info.resource, info.verb).length > 0;
+    // Untargeted requests never wait for the scope sources.
+    if (!scope.synced && !targeted()) return false;
+    if (!(await synced())) {
+      sendJson(ctx.res, 503, status(503, 'ServiceUnavailable', 'poolview: scope sources are not synced yet'), { 'retry-after': '1' });
+      return true;
+    }
+    if (info.verb !== 'watch' && !targeted() && registry.changedAt(info.resource) === 0) return false;
+    try {
+      if (info.verb === 'watch') {
+        await serveWatch(ctx, () => targeting.filtersFor(component, info.resource, 'watch'), deps, transitions);
+      } else {
+        await serveList(ctx, targeting.filtersFor(component, info.resource, info.verb), deps);
+      }
+    } catch (err) {
+      if (ctx.res.headersSent) ctx.res.destroy();
+      else if (!ctx.res.destroyed) {
+        ctx.log.warn({ err: (err as Error).message, resource: info.resource, verb: info.verb }, 'filtered request failed');
+        sendJson(ctx.res, 502, status(502, 'InternalError', `poolview: upstream request failed: ${(err as Error).message}`));
+      }
+    }
+    return true;
+  };
+
+  return {
+    intercept,
+    scope,
+    targeting,
+    readiness: () => scope.readiness(),
+    close: async () => {
+      registry.closeAll();
+      scope.stop();
+    },
+  };
 }

@@ -1,0 +1,163 @@
+// A small LIST+WATCH client for poolview's own caches (the scope sources), with poolview's own
+// credentials. It follows client-go's reflector: LIST, WATCH from the list's resourceVersion,
+// re-WATCH from the last one seen, re-LIST on 410 Expired, back off on errors.
+import { request } from 'undici';
+import type { Logger } from 'pino';
+import type { KubeObject } from '../filters/types.js';
+import type { Upstream } from './types.js';
+import type { Revisions } from './revisions.js';
+import { jsonLines } from './json-lines.js';
+
+export type ReflectorEvent = 'added' | 'modified' | 'deleted';
+export type ReflectorHandler = (type: ReflectorEvent, obj: KubeObject, old: KubeObject | undefined) => void;
+
+export class NotServedError extends Error {}
+
+export function objectKey(obj: KubeObject): string {
+  const { namespace, name } = obj.metadata;
+  return namespace ? `${namespace}/${name}` : `${name}`;
+}
+
+export interface ReflectorOptions {
+  upstream: Upstream;
+  /** Collection path, e.g. /api/v1/services */
+  path: string;
+  /** Extra query, e.g. { fieldSelector: 'metadata.name=x' } */
+  query?: Record<string, string>;
+  revisions: Revisions;
+  log: Logger;
+  onEvent: ReflectorHandler;
+  /** Keep objects in the store; false keeps only keys (the handler keeps what it needs). */
+  keepObjects?: boolean;
+}
+
+export class Reflector {
+  readonly store = new Map<string, KubeObject>();
+  private lastRv = '';
+  private stopped = false;
+  private abort = new AbortController();
+  private syncedOnce = false;
+  private syncWaiters: Array<() => void> = [];
+  private backoffMs = 0;
+  lastError: string | undefined;
+
+  constructor(private readonly opts: ReflectorOptions) {}
+
+  get synced(): boolean {
+    return this.syncedOnce;
+  }
+
+  waitSynced(): Promise<void> {
+    return this.syncedOnce ? Promise.resolve() : new Promise((resolve) => this.syncWaiters.push(resolve));
+  }
+
+  /** Lists once to check the resource is served; throws NotServedError on 404. Then runs in the background. */
+  async start(): Promise<void> {
+    await this.list();
+    void this.run();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.abort.abort();
+  }
+
+  private url(query: Record<string, string>): string {
+    const u = new URL(this.opts.path, this.opts.upstream.url);
+    for (const [k, v] of Object.entries({ ...this.opts.query, ...query })) u.searchParams.set(k, v);
+    return u.toString();
+  }
+
+  private async get(query: Record<string, string>) {
+    return request(this.url(query), {
+      dispatcher: this.opts.upstream.ownDispatcher,
+      headers: { accept: 'application/json', 'user-agent': 'poolview', ...this.opts.upstream.ownHeaders() },
+      signal: this.abort.signal,
+    });
+  }
+
+  private async list(): Promise<void> {
+    const res = await this.get({});
+    const text = await res.body.text();
+    if (res.statusCode === 404) throw new NotServedError(`${this.opts.path} is not served`);
+    if (res.statusCode !== 200) throw new Error(`list ${this.opts.path}: HTTP ${res.statusCode}: ${text.slice(0, 200)}`);
+    const list = JSON.parse(text) as { metadata: { resourceVersion: string }; items: KubeObject[]; kind: string };
+    const itemKind = list.kind.replace(/List$/, '');
+    const seen = new Set<string>();
+    for (const item of list.items) {
+      item.kind ??= itemKind;
+      const key = objectKey(item);
+      seen.add(key);
+      this.apply(this.store.has(key) ? 'modified' : 'added', item);
+    }
+    for (const [key, obj] of this.store) if (!seen.has(key)) this.apply('deleted', obj);
+    this.lastRv = list.metadata.resourceVersion;
+    this.opts.revisions.observe(this.lastRv);
+    if (!this.syncedOnce) {
+      this.syncedOnce = true;
+      for (const resolve of this.syncWaiters.splice(0)) resolve();
+    }
+  }
+
+  private apply(type: ReflectorEvent, obj: KubeObject): void {
+    const key = objectKey(obj);
+    const old = this.store.get(key);
+    if (type === 'deleted') this.store.delete(key);
+    else this.store.set(key, this.opts.keepObjects === false ? ({ metadata: obj.metadata } as KubeObject) : obj);
+    this.opts.onEvent(type, obj, old);
+  }
+
+  private async run(): Promise<void> {
+    let needList = false;
+    while (!this.stopped) {
+      try {
+        if (needList) await this.list();
+        needList = await this.watch();
+        this.backoffMs = 0;
+        this.lastError = undefined;
+      } catch (err) {
+        if (this.stopped) return;
+        this.lastError = (err as Error).message;
+        this.backoffMs = Math.min(Math.max(this.backoffMs * 2, 500), 30_000);
+        this.opts.log.warn({ path: this.opts.path, err: this.lastError, retryMs: this.backoffMs }, 'scope source watch failed');
+        await new Promise((r) => setTimeout(r, this.backoffMs));
+        needList = true;
+      }
+    }
+  }
+
+  /** One watch; returns true when a re-list is needed (410 Expired). */
+  private async watch(): Promise<boolean> {
+    const timeout = 300 + Math.floor(Math.random() * 300);
+    const res = await this.get({
+      watch: 'true',
+      resourceVersion: this.lastRv,
+      allowWatchBookmarks: 'true',
+      timeoutSeconds: String(timeout),
+    });
+    if (res.statusCode === 410) {
+      await res.body.dump();
+      return true;
+    }
+    if (res.statusCode !== 200) {
+      const text = await res.body.text();
+      throw new Error(`watch ${this.opts.path}: HTTP ${res.statusCode}: ${text.slice(0, 200)}`);
+    }
+    for await (const line of jsonLines(res.body)) {
+      const event = JSON.parse(line) as { type: string; object: KubeObject & { code?: number } };
+      if (event.type === 'ERROR') {
+        if (event.object.code === 410) return true;
+        throw new Error(`watch ${this.opts.path}: ${JSON.stringify(event.object).slice(0, 200)}`);
+      }
+      const rv = event.object.metadata?.resourceVersion;
+      if (rv) {
+        this.lastRv = rv;
+        this.opts.revisions.observe(rv);
+      }
+      if (event.type === 'ADDED') this.apply(this.store.has(objectKey(event.object)) ? 'modified' : 'added', event.object);
+      else if (event.type === 'MODIFIED') this.apply('modified', event.object);
+      else if (event.type === 'DELETED') this.apply('deleted', event.object);
+    }
+    return false;
+  }
+}

@@ -1,0 +1,322 @@
+// The scope sources: poolview's own informers (with its own credentials) that keep the inputs of
+// the filters' decisions current — this node and its pool, pool members, Services, the endpoint
+// pools of Services (auto-listen), the yurt-hub-cfg ConfigMap — and say which filtered resources
+// must be re-evaluated when one of them changes.
+import type { Logger } from 'pino';
+import type { KubeObject, Scope } from '../../filters/types.js';
+import type { Upstream } from '../types.js';
+import { NotServedError, Reflector, objectKey, type ReflectorHandler } from '../reflector.js';
+import type { Revisions } from '../revisions.js';
+import type { Targeting } from '../targeting.js';
+
+export const NODEPOOL_LABEL = 'apps.openyurt.io/nodepool';
+export const TOPOLOGY_ANNOTATION = 'openyurt.io/topologyKeys';
+export const AUTO_LISTEN_ANNOTATION = 'nodeport.openyurt.io/auto-listen';
+/** Per-pool feature gates, e.g. "NodePortAutoListen=true", on the node's NodePool. */
+export const POOL_GATES_ANNOTATION = 'poolview.openyurt.io/feature-gates';
+
+export const FEATURE_GATES: Record<string, { default: boolean; help: string }> = {
+  NodePortAutoListen: { default: false, help: 'nodeport.openyurt.io/auto-listen: "true" listens on the pools where the endpoints run' },
+  ViewTransitions: { default: true, help: 'send DELETED/ADDED/MODIFIED when scope changes move objects (off = yurt-hub before v1.5)' },
+};
+
+export function parseFeatureGates(value: string): Record<string, boolean> {
+  const gates: Record<string, boolean> = {};
+  for (const entry of value.split(',').map((e) => e.trim()).filter(Boolean)) {
+    const m = /^([A-Za-z0-9]+)=(true|false)$/.exec(entry);
+    if (!m || !(m[1] in FEATURE_GATES)) throw new Error(`invalid feature gate "${entry}" (known: ${Object.keys(FEATURE_GATES).join(', ')})`);
+    gates[m[1]] = m[2] === 'true';
+  }
+  return gates;
+}
+
+const ENDPOINT_RESOURCES = ['endpointslices', 'endpoints'];
+
+export interface ScopeSourceOptions {
+  upstream: Upstream;
+  nodeName: string;
+  nodePoolName?: string;
+  configMap: { namespace: string; name: string };
+  featureGates: Record<string, boolean>;
+  targeting: Targeting;
+  revisions: Revisions;
+  log: Logger;
+  /** Debounce for auto-listen endpoint pool changes (a rolling update must not flap the port). */
+  autoListenDebounceMs?: number;
+}
+
+type ChangeListener = (resources: ReadonlySet<string>, reason: string) => void;
+
+export class ScopeSources implements Scope {
+  readonly nodeName: string;
+  private readonly nodeLabelPool = new Map<string, string>(); // node -> apps.openyurt.io/nodepool label
+  private poolNodes: Map<string, Set<string>> | undefined; // NodePool status.nodes, when the CRD is served
+  private poolGates = new Map<string, Record<string, boolean>>();
+  private readonly sliceNodes = new Map<string, { service: string; nodes: string[] }>();
+  private readonly endpointPoolsPublished = new Map<string, ReadonlySet<string>>();
+  private readonly endpointPoolsDue = new Map<string, NodeJS.Timeout>();
+  private readonly listeners: ChangeListener[] = [];
+  private readonly reflectors: Array<{ name: string; reflector?: Reflector; optional?: boolean; error?: string }> = [];
+  private services!: Reflector;
+  private readonly warned = new Set<string>();
+  private stopped = false;
+
+  constructor(private readonly opts: ScopeSourceOptions) {
+    this.nodeName = opts.nodeName;
+  }
+
+  // ---- Scope ----
+
+  get nodePool(): string | undefined {
+    return this.opts.nodePoolName || this.poolOf(this.nodeName);
+  }
+
+  poolOf(node: string): string | undefined {
+    if (this.poolNodes) {
+      for (const [pool, nodes] of this.poolNodes) if (nodes.has(node)) return pool;
+    }
+    return this.nodeLabelPool.get(node);
+  }
+
+  poolMembers(pool: string): ReadonlySet<string> | undefined {
+    if (this.poolNodes) return this.poolNodes.get(pool);
+    const members = new Set<string>();
+    for (const [node, p] of this.nodeLabelPool) if (p === pool) members.add(node);
+    return members;
+  }
+
+  service(namespace: string, name: string): KubeObject | undefined {
+    return this.services?.store.get(`${namespace}/${name}`);
+  }
+
+  endpointPools(namespace: string, serviceName: string): ReadonlySet<string> | undefined {
+    return this.endpointPoolsPublished.get(`${namespace}/${serviceName}`);
+  }
+
+  gate(name: string): boolean {
+    const pool = this.nodePool;
+    const override = pool ? this.poolGates.get(pool)?.[name] : undefined;
+    return override ?? this.opts.featureGates[name] ?? FEATURE_GATES[name]?.default ?? false;
+  }
+
+  // ---- lifecycle ----
+
+  onChange(listener: ChangeListener): void {
+    this.listeners.push(listener);
+  }
+
+  get synced(): boolean {
+    return this.reflectors.every((r) => r.optional || r.reflector?.synced);
+  }
+
+  readiness(): Array<{ name: string; ok: boolean; detail?: string }> {
+    return this.reflectors.map((r) => ({
+      name: `scope-source-${r.name}`,
+      ok: Boolean(r.optional || r.reflector?.synced),
+      detail: r.error ?? r.reflector?.lastError,
+    }));
+  }
+
+  start(): void {
+    const { configMap } = this.opts;
+    this.services = this.watch('services', '/api/v1/services', this.onService);
+    this.watch('nodes', '/api/v1/nodes', this.onNode, { keepObjects: false });
+    this.watch('configmap', `/api/v1/namespaces/${configMap.namespace}/configmaps`, this.onConfigMap, {
+      query: { fieldSelector: `metadata.name=${configMap.name}` },
+    });
+    this.watchNodePools();
+    if (this.opts.featureGates.NodePortAutoListen !== false) {
+      // Endpoint pools are cheap (node names only); watching them lets a per-pool gate turn auto-listen on live.
+      this.watch('endpointslices', '/apis/discovery.k8s.io/v1/endpointslices', this.onEndpointSlice, { keepObjects: false });
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const r of this.reflectors) r.reflector?.stop();
+    for (const t of this.endpointPoolsDue.values()) clearTimeout(t);
+  }
+
+  private watch(name: string, path: string, onEvent: ReflectorHandler, extra: { query?: Record<string, string>; keepObjects?: boolean } = {}): Reflector {
+    const reflector = new Reflector({ upstream: this.opts.upstream, path, revisions: this.opts.revisions, log: this.opts.log, onEvent, ...extra });
+    const entry: (typeof this.reflectors)[number] = { name, reflector };
+    this.reflectors.push(entry);
+    void this.keepStarting(entry, reflector);
+    return reflector;
+  }
+
+  private async keepStarting(entry: { name: string; error?: string }, reflector: Reflector): Promise<void> {
+    for (let delay = 500; !this.stopped; delay = Math.min(delay * 2, 30_000)) {
+      try {
+        await reflector.start();
+        entry.error = undefined;
+        return;
+      } catch (err) {
+        entry.error = (err as Error).message;
+        this.opts.log.warn({ source: entry.name, err: entry.error }, 'scope source not synced yet; retrying');
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
+  /** NodePool v1beta2, else v1beta1, else no CRD: members come from the nodes' labels. */
+  private watchNodePools(): void {
+    const entry: (typeof this.reflectors)[number] = { name: 'nodepools' };
+    this.reflectors.push(entry);
+    const attempt = async (): Promise<void> => {
+      for (let delay = 500; !this.stopped; delay = Math.min(delay * 2, 30_000)) {
+        let notServed = 0;
+        for (const version of ['v1beta2', 'v1beta1']) {
+          const reflector = new Reflector({
+            upstream: this.opts.upstream,
+            path: `/apis/apps.openyurt.io/${version}/nodepools`,
+            revisions: this.opts.revisions,
+            log: this.opts.log,
+            onEvent: this.onNodePool,
+            keepObjects: false,
+          });
+          try {
+            this.poolNodes = new Map();
+            await reflector.start();
+            entry.reflector = reflector;
+            entry.error = undefined;
+            this.opts.log.info({ version }, 'pool members from NodePool status.nodes');
+            return;
+          } catch (err) {
+            this.poolNodes = undefined;
+            if (err instanceof NotServedError) notServed++;
+            else entry.error = (err as Error).message;
+          }
+        }
+        if (notServed === 2) {
+          entry.optional = true;
+          this.opts.log.info('no NodePool CRD served: pool members come from node labels');
+          this.notify(new Set(['services', ...ENDPOINT_RESOURCES]), 'nodepool-source');
+          return;
+        }
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    };
+    void attempt();
+  }
+
+  // ---- change detection ----
+
+  private notify(resources: Set<string>, reason: string): void {
+    if (resources.size === 0) return;
+    for (const listener of this.listeners) listener(resources, reason);
+  }
+
+  /** Re-evaluate everything that depends on pools: the node's own pool may have moved too. */
+  private poolsChanged(reason: string): void {
+    this.notify(new Set(['services', ...ENDPOINT_RESOURCES]), reason);
+    this.scheduleAllEndpointPools();
+  }
+
+  private readonly onService: ReflectorHandler = (type, obj, old) => {
+    const before = old?.metadata.annotations?.[TOPOLOGY_ANNOTATION];
+    const after = type === 'deleted' ? undefined : obj.metadata.annotations?.[TOPOLOGY_ANNOTATION];
+    if (before !== after) this.notify(new Set(ENDPOINT_RESOURCES), 'service-topology');
+  };
+
+  private readonly onNode: ReflectorHandler = (type, obj) => {
+    const name = obj.metadata.name!;
+    const before = this.nodeLabelPool.get(name);
+    const after = type === 'deleted' ? undefined : obj.metadata.labels?.[NODEPOOL_LABEL];
+    if (before === after) return;
+    if (after === undefined) this.nodeLabelPool.delete(name);
+    else this.nodeLabelPool.set(name, after);
+    if (!this.poolNodes || name === this.nodeName) this.poolsChanged('node-pool-label');
+  };
+
+  private readonly onNodePool: ReflectorHandler = (type, obj) => {
+    if (!this.poolNodes) return;
+    const name = obj.metadata.name!;
+    const status = obj.status as { nodes?: string[] } | undefined;
+    const nodes = new Set(type === 'deleted' ? [] : (status?.nodes ?? []));
+    const before = this.poolNodes.get(name);
+    const gatesBefore = JSON.stringify(this.poolGates.get(name) ?? {});
+    this.readPoolGates(name, type === 'deleted' ? undefined : obj.metadata.annotations?.[POOL_GATES_ANNOTATION]);
+    const gatesChanged = gatesBefore !== JSON.stringify(this.poolGates.get(name) ?? {});
+    if (type === 'deleted') this.poolNodes.delete(name);
+    else this.poolNodes.set(name, nodes);
+    if (gatesChanged || !before || before.size !== nodes.size || [...nodes].some((n) => !before.has(n))) {
+      this.poolsChanged('nodepool');
+    }
+  };
+
+  private readPoolGates(pool: string, value: string | undefined): void {
+    if (value === undefined) {
+      this.poolGates.delete(pool);
+      return;
+    }
+    try {
+      this.poolGates.set(pool, parseFeatureGates(value));
+    } catch (err) {
+      this.warnOnce(`pool-gates/${pool}/${value}`, { pool, err: (err as Error).message }, 'ignoring invalid per-pool feature gates');
+    }
+  }
+
+  private readonly onConfigMap: ReflectorHandler = (type, obj) => {
+    const data = type === 'deleted' ? undefined : ((obj as { data?: Record<string, string> }).data ?? {});
+    const version = this.opts.targeting.version;
+    const { warnings } = this.opts.targeting.setConfigMap(data);
+    for (const warning of warnings) this.warnOnce(warning, { configMap: this.opts.configMap.name }, `ignoring ConfigMap entry: ${warning}`);
+    if (this.opts.targeting.version !== version) {
+      this.opts.log.info({ configMap: this.opts.configMap.name }, 'filter targeting changed');
+      this.notify(new Set(['services', ...ENDPOINT_RESOURCES]), 'configmap');
+    }
+  };
+
+  private readonly onEndpointSlice: ReflectorHandler = (type, obj) => {
+    const key = objectKey(obj);
+    const service = obj.metadata.labels?.['kubernetes.io/service-name'];
+    const before = this.sliceNodes.get(key)?.service;
+    if (type === 'deleted' || !service) this.sliceNodes.delete(key);
+    else {
+      const endpoints = (obj.endpoints as Array<{ nodeName?: string; conditions?: { ready?: boolean } }> | undefined) ?? [];
+      const nodes = endpoints.filter((e) => e.nodeName && e.conditions?.ready !== false).map((e) => e.nodeName!);
+      this.sliceNodes.set(key, { service: `${obj.metadata.namespace}/${service}`, nodes });
+    }
+    for (const svc of new Set([before, service && `${obj.metadata.namespace}/${service}`])) {
+      if (svc) this.scheduleEndpointPools(svc);
+    }
+  };
+
+  private scheduleAllEndpointPools(): void {
+    const services = new Set([...this.sliceNodes.values()].map((s) => s.service));
+    for (const svc of this.endpointPoolsPublished.keys()) services.add(svc);
+    for (const svc of services) this.scheduleEndpointPools(svc);
+  }
+
+  private scheduleEndpointPools(service: string): void {
+    if (this.endpointPoolsDue.has(service)) return;
+    // The first computation is immediate; later ones wait out endpoint churn.
+    const delay = this.endpointPoolsPublished.has(service) ? (this.opts.autoListenDebounceMs ?? 3000) : 0;
+    this.endpointPoolsDue.set(
+      service,
+      setTimeout(() => {
+        this.endpointPoolsDue.delete(service);
+        const pools = new Set<string>();
+        for (const slice of this.sliceNodes.values()) {
+          if (slice.service !== service) continue;
+          for (const node of slice.nodes) {
+            const pool = this.poolOf(node);
+            if (pool) pools.add(pool);
+          }
+        }
+        const before = this.endpointPoolsPublished.get(service);
+        if (before && before.size === pools.size && [...pools].every((p) => before.has(p))) return;
+        this.endpointPoolsPublished.set(service, pools);
+        const svc = this.services?.store.get(service);
+        if (svc?.metadata.annotations?.[AUTO_LISTEN_ANNOTATION] !== undefined) this.notify(new Set(['services']), 'auto-listen');
+      }, delay).unref(),
+    );
+  }
+
+  private warnOnce(key: string, fields: object, msg: string): void {
+    if (this.warned.has(key)) return;
+    this.warned.add(key);
+    this.opts.log.warn(fields, msg);
+  }
+}

@@ -1,0 +1,82 @@
+// Filtered LIST and GET: the upstream JSON answer with out-of-view objects removed (LIST) or
+// answered 404 (GET), transformed objects replaced, resourceVersions kept real.
+import type { KubeObject } from '../../filters/types.js';
+import { applyChain, type Filter, type Scope } from '../../filters/types.js';
+import type { InterceptContext } from '../types.js';
+import { rvNumber, type Revisions } from '../revisions.js';
+import { getUpstream, negotiate, notFound, readAll, relay, sendJson, status } from './http.js';
+import { notOlderThan, toMetadata } from './objects.js';
+import type { ViewRegistry } from './registry.js';
+
+export interface ViewDeps {
+  scope: Scope;
+  revisions: Revisions;
+  registry: ViewRegistry;
+}
+
+interface KubeList {
+  kind: string;
+  apiVersion: string;
+  metadata: { resourceVersion?: string; continue?: string; remainingItemCount?: number };
+  items: KubeObject[];
+}
+
+/**
+ * View contract (c): a targeted LIST is read no older than W, so its resourceVersion is past every
+ * scope change already applied and the client's next WATCH from it needs no re-list.
+ */
+export function freshListQuery(query: URLSearchParams, w: number): void {
+  const rv = query.get('resourceVersion');
+  if (query.has('continue') || query.get('resourceVersionMatch') === 'Exact' || w === 0) return;
+  if (rv === '0' || (rv && rvNumber(rv) < w)) {
+    query.set('resourceVersion', String(w));
+    query.set('resourceVersionMatch', 'NotOlderThan');
+  }
+}
+
+export async function serveList(ctx: InterceptContext, chain: readonly Filter[], deps: ViewDeps): Promise<void> {
+  const { req, res, info } = ctx;
+  const { metadataOnly, acceptable } = negotiate(req.headers.accept);
+  if (!acceptable) return sendJson(res, 406, status(406, 'NotAcceptable', 'only application/json is served for filtered resources'));
+  const url = new URL(req.url ?? '/', 'http://x');
+  if (info.verb === 'list') freshListQuery(url.searchParams, deps.revisions.high);
+
+  const abort = new AbortController();
+  res.once('close', () => abort.abort());
+  const upstream = await getUpstream(ctx, url.pathname + url.search, abort.signal);
+  const type = String(upstream.headers['content-type'] ?? '');
+  if (upstream.statusCode !== 200 || !type.startsWith('application/json')) return relay(res, upstream);
+
+  const body = JSON.parse(await readAll(upstream.body));
+  const changedAt = deps.registry.changedAt(info.resource);
+  if (info.verb === 'get') {
+    deps.revisions.observe((body as KubeObject).metadata?.resourceVersion);
+    const out = applyChain(chain, body as KubeObject, deps.scope);
+    if (!out) return sendJson(res, 404, notFound(info));
+    const served = notOlderThan(out, changedAt);
+    return sendJson(res, 200, metadataOnly ? toMetadata(served) : served);
+  }
+
+  const list = body as KubeList;
+  deps.revisions.observe(list.metadata.resourceVersion);
+  const itemKind = list.kind.replace(/List$/, '');
+  const items: KubeObject[] = [];
+  for (const item of list.items) {
+    // Items of typed lists carry no kind; filters may look at it.
+    const typed = item.kind ? item : { ...item, kind: itemKind, apiVersion: list.apiVersion };
+    const out = applyChain(chain, typed, deps.scope);
+    if (!out) continue;
+    let served = notOlderThan(out, changedAt);
+    if (!item.kind) {
+      const { kind: _k, apiVersion: _v, ...rest } = served;
+      served = rest as KubeObject;
+    }
+    items.push(metadataOnly ? toMetadata(served) : served);
+  }
+  const { remainingItemCount: _dropped, ...metadata } = list.metadata;
+  deps.registry.markServed(info.resource, rvNumber(list.metadata.resourceVersion));
+  const result = metadataOnly
+    ? { kind: 'PartialObjectMetadataList', apiVersion: 'meta.k8s.io/v1', metadata, items }
+    : { ...list, metadata, items };
+  sendJson(res, 200, result);
+}

@@ -1,0 +1,263 @@
+// A filtered WATCH: one view per client connection. It keeps, for every object the upstream stream
+// told it about, the latest upstream version and what the client holds, so that it can send exactly
+// the transitions of the view contract — for upstream events and for scope changes alike.
+import type { ServerResponse } from 'node:http';
+import { once } from 'node:events';
+import type { KubeObject } from '../../filters/types.js';
+import { applyChain, type Filter } from '../../filters/types.js';
+import type { InterceptContext } from '../types.js';
+import { jsonLines } from '../json-lines.js';
+import { objectKey } from '../reflector.js';
+import { rvNumber } from '../revisions.js';
+import { expired, getUpstream, negotiate, readAll, relay, sendJson, status } from './http.js';
+import { notOlderThan, sameContent, toMetadata, withResourceVersion } from './objects.js';
+import type { ViewDeps } from './list.js';
+import type { ReevaluatingView } from './registry.js';
+
+const INITIAL_EVENTS_END = 'k8s.io/initial-events-end';
+/** A client this far behind is cut off; it re-watches from its last resourceVersion. */
+const MAX_BUFFERED_BYTES = 16 * 1024 * 1024;
+
+type EventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
+interface WatchEvent {
+  type: EventType;
+  object: KubeObject;
+}
+interface Entry {
+  /** Latest version from upstream, as typed by the stream. */
+  obj: KubeObject;
+  /** What the client holds (the version it was sent), if anything. */
+  held?: KubeObject;
+}
+
+export class WatchView implements ReevaluatingView {
+  readonly resource: string;
+  private readonly entries = new Map<string, Entry>();
+  /** The last resourceVersion this view delivered: synthesized events carry it (contract rule 4). */
+  private hwm = 0;
+  /** Until the initial-events-end bookmark of a streaming list, the client is still building its list. */
+  private initial: boolean;
+  private closed = false;
+  private readonly abort = new AbortController();
+
+  constructor(
+    private readonly ctx: InterceptContext,
+    private readonly chainFor: () => readonly Filter[],
+    private readonly deps: ViewDeps,
+    private readonly opts: { metadataOnly: boolean; streaming: boolean; transitions: () => boolean },
+  ) {
+    this.resource = ctx.info.resource;
+    this.initial = opts.streaming;
+  }
+
+  get highestSeen(): number {
+    return this.deps.revisions.high;
+  }
+
+  get signal(): AbortSignal {
+    return this.abort.signal;
+  }
+
+  private decide(obj: KubeObject): KubeObject | null {
+    return applyChain(this.chainFor(), obj, this.deps.scope);
+  }
+
+  /** A watch resumed at rv: what the client holds is the view of the state at rv. */
+  seed(items: KubeObject[], rv: number): void {
+    for (const obj of items) {
+      const held = this.decide(obj) ?? undefined;
+      this.entries.set(objectKey(obj), { obj, held });
+    }
+    this.hwm = rv;
+  }
+
+  /** Handles one upstream event; returns false when the stream must end. */
+  onUpstream(event: WatchEvent, line: string): boolean {
+    const rv = event.object?.metadata?.resourceVersion;
+    this.deps.revisions.observe(rv);
+    if (event.type === 'ERROR') {
+      this.write(line);
+      return false;
+    }
+    if (event.type === 'BOOKMARK') {
+      if (this.initial && event.object.metadata.annotations?.[INITIAL_EVENTS_END] === 'true') {
+        this.initial = false;
+        this.deps.registry.markServed(this.resource, rvNumber(rv));
+      }
+      this.advance(rv);
+      this.write(line);
+      return true;
+    }
+    const key = objectKey(event.object);
+    const entry = this.entries.get(key);
+    if (event.type === 'DELETED') {
+      this.entries.delete(key);
+      if (entry?.held) this.send('DELETED', withResourceVersion(entry.held, rv!));
+      else if (!entry && !this.opts.transitions() && this.decide(event.object)) this.write(line);
+      this.advance(rv);
+      return true;
+    }
+    const obj = event.object;
+    const out = this.decide(obj);
+    const next: Entry = { obj };
+    if (out) {
+      const type = entry?.held ? 'MODIFIED' : 'ADDED';
+      next.held = this.initial ? notOlderThan(out, this.deps.registry.changedAt(this.resource)) : out;
+      if (next.held === obj && type === event.type && !this.opts.metadataOnly) this.write(line);
+      else this.send(type, next.held);
+    } else if (entry?.held && this.opts.transitions()) {
+      // Contract rule 3: the last version the client saw, at the change's resourceVersion.
+      this.send('DELETED', withResourceVersion(entry.held, rv!));
+    }
+    this.entries.set(key, next);
+    this.advance(rv);
+    return true;
+  }
+
+  reevaluate(cause: string): void {
+    if (this.closed || !this.opts.transitions()) return;
+    const at = String(this.hwm);
+    const count = (type: string) => this.deps.registry.metrics.synthesized.inc({ type, cause });
+    for (const entry of this.entries.values()) {
+      const out = this.decide(entry.obj);
+      const held = entry.held;
+      if (!out && !held) continue;
+      if (!held) {
+        entry.held = this.initial ? notOlderThan(out!, this.deps.registry.changedAt(this.resource)) : withResourceVersion(out!, at);
+        this.send('ADDED', entry.held);
+        count('ADDED');
+      } else if (!out) {
+        entry.held = undefined;
+        this.send('DELETED', this.initial ? held : withResourceVersion(held, at));
+        count('DELETED');
+      } else if (!sameContent(out, held)) {
+        if (this.initial) {
+          entry.held = withResourceVersion(out, held.metadata.resourceVersion!);
+          this.send('MODIFIED', entry.held);
+          count('MODIFIED');
+        } else if (held.metadata.resourceVersion !== at) {
+          entry.held = withResourceVersion(out, at);
+          this.send('MODIFIED', entry.held);
+          count('MODIFIED');
+        } else {
+          // Contract rule 5: the client already holds this resourceVersion, so a MODIFIED would look
+          // like a resync to its informer; DELETED + ADDED always reaches the handlers.
+          entry.held = withResourceVersion(out, at);
+          this.send('DELETED', held);
+          this.send('ADDED', entry.held);
+          count('DELETED');
+          count('ADDED');
+        }
+      }
+    }
+  }
+
+  private advance(rv: string | undefined): void {
+    const n = rvNumber(rv);
+    if (n > this.hwm) this.hwm = n;
+  }
+
+  private send(type: EventType, object: KubeObject): void {
+    this.write(JSON.stringify({ type, object: this.opts.metadataOnly ? toMetadata(object) : object }));
+  }
+
+  private write(line: string): void {
+    if (this.closed) return;
+    const res = this.ctx.res;
+    res.write(line + '\n');
+    if (res.writableLength > MAX_BUFFERED_BYTES) {
+      this.ctx.log.warn({ component: this.ctx.component, resource: this.resource }, 'watch client too slow; closing its watch');
+      this.close();
+    }
+  }
+
+  async drain(): Promise<void> {
+    const res = this.ctx.res;
+    if (res.writableNeedDrain && !this.closed) await Promise.race([once(res, 'drain'), once(res, 'close')]);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.abort.abort();
+    this.deps.registry.remove(this);
+    if (!this.ctx.res.writableEnded) this.ctx.res.end();
+  }
+}
+
+/** Serves one targeted WATCH request through a view. */
+export async function serveWatch(
+  ctx: InterceptContext,
+  chainFor: () => readonly Filter[],
+  deps: ViewDeps,
+  transitions: () => boolean,
+): Promise<void> {
+  const { req, res, info } = ctx;
+  const { metadataOnly, acceptable } = negotiate(req.headers.accept);
+  if (!acceptable) return sendJson(res, 406, status(406, 'NotAcceptable', 'only application/json is served for filtered resources'));
+  const url = new URL(req.url ?? '/', 'http://x');
+  const query = url.searchParams;
+  const streaming = query.get('sendInitialEvents') === 'true';
+  const rv = query.get('resourceVersion') ?? '';
+  const resumeAt = !streaming && rv !== '' && rv !== '0' ? rvNumber(rv) : 0;
+  if (streaming && rv && rvNumber(rv) < deps.revisions.high) query.set('resourceVersion', String(deps.revisions.high));
+
+  const view = new WatchView(ctx, chainFor, deps, { metadataOnly, streaming, transitions });
+  res.once('close', () => view.close());
+
+  if (resumeAt) {
+    // Contract (b): a client that resumes from before a scope change holds a view of the old scope.
+    if (!deps.registry.canResume(info.resource, resumeAt) && transitions()) return watchError(res, expired(rv, deps.revisions.high));
+    const seeded = await seedAt(ctx, url, rv, view);
+    if (!seeded) return;
+  }
+
+  const upstream = await getUpstream(ctx, url.pathname + url.search, view.signal);
+  const type = String(upstream.headers['content-type'] ?? '');
+  if (upstream.statusCode !== 200 || !type.startsWith('application/json')) return relay(res, upstream);
+  res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-cache, private' });
+  res.flushHeaders();
+  deps.registry.add(view);
+  try {
+    for await (const line of jsonLines(upstream.body)) {
+      const event = JSON.parse(line) as WatchEvent;
+      if (!view.onUpstream(event, line)) break;
+      await view.drain();
+    }
+  } catch (err) {
+    if (!view.signal.aborted) ctx.log.info({ err: (err as Error).message, resource: info.resource }, 'upstream watch ended');
+  } finally {
+    view.close();
+  }
+}
+
+/** Learns what a resuming client holds: the upstream state at its resourceVersion, filtered. */
+async function seedAt(ctx: InterceptContext, url: URL, rv: string, view: WatchView): Promise<boolean> {
+  const list = new URLSearchParams();
+  for (const key of ['labelSelector', 'fieldSelector']) {
+    const value = url.searchParams.get(key);
+    if (value) list.set(key, value);
+  }
+  list.set('resourceVersion', rv);
+  list.set('resourceVersionMatch', 'Exact');
+  const upstream = await getUpstream(ctx, `${url.pathname}?${list}`, view.signal);
+  if (upstream.statusCode === 410) {
+    await readAll(upstream.body);
+    watchError(ctx.res, expired(rv, view.highestSeen));
+    return false;
+  }
+  if (upstream.statusCode !== 200) {
+    await relay(ctx.res, upstream);
+    return false;
+  }
+  const body = JSON.parse(await readAll(upstream.body)) as { kind: string; apiVersion: string; items: KubeObject[] };
+  const kind = body.kind.replace(/List$/, '');
+  view.seed(body.items.map((item) => (item.kind ? item : { ...item, kind, apiVersion: body.apiVersion })), rvNumber(rv));
+  return true;
+}
+
+/** An apiserver-style failed watch: 200, one ERROR event, end. */
+function watchError(res: ServerResponse, statusObject: object): void {
+  res.writeHead(200, { 'content-type': 'application/json' });
+  res.end(JSON.stringify({ type: 'ERROR', object: statusObject }) + '\n');
+}
