@@ -196,7 +196,7 @@ export function fieldPredicate(s: string | null | undefined, def: ResourceDef): 
   };
 }
 
-/** If the field selector pins metadata.name (or .namespace) with `=`, return it (used to narrow scans). */
+/** Conjunction of the defined predicates (undefined = match everything). */
 export function and(...ps: Array<Predicate | undefined>): Predicate | undefined {
   const list = ps.filter((p): p is Predicate => p !== undefined);
   if (list.length === 0) return undefined;

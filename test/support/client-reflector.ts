@@ -1,0 +1,244 @@
+// A client-go style reflector for tests, checking the view contract on everything it receives:
+// LIST (or a streaming list), WATCH from the list's resourceVersion, re-WATCH from the last one
+// seen, re-LIST on 410 Expired. Violations are collected, not thrown, so a model test can report
+// them with its seed.
+import { request } from 'undici';
+
+export interface Obj {
+  kind?: string;
+  apiVersion?: string;
+  metadata: { name?: string; namespace?: string; resourceVersion?: string; annotations?: Record<string, string> };
+  [k: string]: unknown;
+}
+
+export interface ClientReflectorOptions {
+  baseUrl: string;
+  path: string; // collection path, e.g. /api/v1/services
+  userAgent: string;
+  token?: string;
+  mode: 'classic' | 'watchlist';
+  /** Random watch timeouts make routine re-watches frequent. */
+  timeoutSeconds?: () => number;
+}
+
+const key = (o: Obj) => `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
+const rvOf = (o: Obj) => Number(o.metadata.resourceVersion ?? 0);
+function content(o: Obj): string {
+  const { resourceVersion: _rv, ...meta } = o.metadata;
+  return JSON.stringify({ ...o, kind: undefined, apiVersion: undefined, metadata: meta });
+}
+
+export class ClientReflector {
+  readonly cache = new Map<string, Obj>();
+  readonly violations: string[] = [];
+  lastSync = '';
+  relists = 0;
+  rewatches = 0;
+  private abort = new AbortController();
+  private stopped = false;
+  private running: Promise<void> | undefined;
+
+  constructor(private readonly opts: ClientReflectorOptions) {}
+
+  start(): void {
+    this.running = this.loop();
+  }
+
+  /** Cuts the current connection, as a network blip would; the reflector resumes on its own. */
+  disconnect(): void {
+    this.abort.abort();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.abort.abort();
+    await this.running;
+  }
+
+  private violation(msg: string): void {
+    if (this.violations.length < 50) this.violations.push(`${this.opts.userAgent} ${this.opts.path}: ${msg}`);
+  }
+
+  private url(query: Record<string, string>): string {
+    const u = new URL(this.opts.path, this.opts.baseUrl);
+    for (const [k, v] of Object.entries(query)) if (v !== '') u.searchParams.set(k, v);
+    return u.toString();
+  }
+
+  private async get(query: Record<string, string>) {
+    this.abort = new AbortController();
+    return request(this.url(query), {
+      headers: {
+        'user-agent': this.opts.userAgent,
+        accept: 'application/json',
+        ...(this.opts.token ? { authorization: `Bearer ${this.opts.token}` } : {}),
+      },
+      signal: this.abort.signal,
+    });
+  }
+
+  /** Replace as client-go's informer does; same resourceVersion with different content = the resync trap. */
+  private replace(items: Obj[], rv: string): void {
+    const next = new Map(items.map((o) => [key(o), o]));
+    for (const [k, o] of next) {
+      const old = this.cache.get(k);
+      if (old && old.metadata.resourceVersion === o.metadata.resourceVersion && content(old) !== content(o)) {
+        this.violation(`re-list changed ${k} without a new resourceVersion (${o.metadata.resourceVersion})`);
+      }
+    }
+    this.cache.clear();
+    for (const [k, o] of next) this.cache.set(k, o);
+    this.lastSync = rv;
+  }
+
+  private async loop(): Promise<void> {
+    let needList = true;
+    let listRv = '0';
+    while (!this.stopped) {
+      try {
+        if (this.opts.mode === 'watchlist' && needList) {
+          needList = await this.watch(true);
+          continue;
+        }
+        if (needList) {
+          this.relists++;
+          const res = await this.get({ resourceVersion: listRv });
+          const body = (await res.body.json()) as { items: Obj[]; metadata: { resourceVersion: string }; code?: number };
+          if (res.statusCode === 410) {
+            listRv = '';
+            continue;
+          }
+          if (res.statusCode !== 200) throw new Error(`list: HTTP ${res.statusCode} ${JSON.stringify(body).slice(0, 200)}`);
+          this.replace(body.items, body.metadata.resourceVersion);
+          needList = false;
+        }
+        this.rewatches++;
+        needList = await this.watch(false);
+        if (needList) listRv = this.lastSync || '0';
+      } catch (err) {
+        if (this.stopped) return;
+        if ((err as Error).name !== 'AbortError' && !/aborted|other side closed|ECONNRESET|terminated/i.test(String(err))) {
+          this.violation(`unexpected error: ${(err as Error).message}`);
+        }
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+  }
+
+  /** One watch; returns true when the reflector must re-list. */
+  private async watch(initial: boolean): Promise<boolean> {
+    const query: Record<string, string> = {
+      watch: 'true',
+      allowWatchBookmarks: 'true',
+      resourceVersion: this.lastSync,
+      timeoutSeconds: String(this.opts.timeoutSeconds?.() ?? 30),
+    };
+    if (initial) Object.assign(query, { sendInitialEvents: 'true', resourceVersionMatch: 'NotOlderThan' });
+    const res = await this.get(query);
+    if (res.statusCode !== 200) {
+      const text = await res.body.text();
+      if (res.statusCode === 410) return true;
+      throw new Error(`watch: HTTP ${res.statusCode} ${text.slice(0, 200)}`);
+    }
+    const temp = initial ? new Map<string, Obj>() : undefined;
+    let last = Number(this.lastSync || 0);
+    let pending = '';
+    for await (const chunk of res.body) {
+      pending += chunk.toString();
+      let nl: number;
+      while ((nl = pending.indexOf('\n')) >= 0) {
+        const line = pending.slice(0, nl);
+        pending = pending.slice(nl + 1);
+        if (!line.trim()) continue;
+        const event = JSON.parse(line) as { type: string; object: Obj & { code?: number } };
+        if (event.type === 'ERROR') {
+          if (event.object.code === 410) {
+            if (!initial) this.lastSync = this.lastSync; // client-go relists from lastSync
+            return true;
+          }
+          throw new Error(`watch ERROR ${JSON.stringify(event.object)}`);
+        }
+        const obj = event.object;
+        const rv = rvOf(obj);
+        if (temp) {
+          if (event.type === 'BOOKMARK' && obj.metadata.annotations?.['k8s.io/initial-events-end'] === 'true') {
+            this.replace([...temp.values()], obj.metadata.resourceVersion!);
+            return this.watchRest(res.body, pending);
+          }
+          if (event.type === 'ADDED' || event.type === 'MODIFIED') temp.set(key(obj), obj);
+          else if (event.type === 'DELETED') temp.delete(key(obj));
+          continue;
+        }
+        if (rv < last) this.violation(`resourceVersion went backwards: ${rv} after ${last}`);
+        last = Math.max(last, rv);
+        this.apply(event.type, obj);
+      }
+    }
+    return false;
+  }
+
+  private async watchRest(body: AsyncIterable<Buffer>, pending: string): Promise<boolean> {
+    let last = Number(this.lastSync || 0);
+    const handle = (line: string): boolean | undefined => {
+      if (!line.trim()) return undefined;
+      const event = JSON.parse(line) as { type: string; object: Obj & { code?: number } };
+      if (event.type === 'ERROR') {
+        if (event.object.code === 410) return true;
+        throw new Error(`watch ERROR ${JSON.stringify(event.object)}`);
+      }
+      const rv = rvOf(event.object);
+      if (rv < last) this.violation(`resourceVersion went backwards: ${rv} after ${last}`);
+      last = Math.max(last, rv);
+      this.apply(event.type, event.object);
+      return undefined;
+    };
+    const drain = (): boolean | undefined => {
+      let nl: number;
+      while ((nl = pending.indexOf('\n')) >= 0) {
+        const line = pending.slice(0, nl);
+        pending = pending.slice(nl + 1);
+        const r = handle(line);
+        if (r !== undefined) return r;
+      }
+      return undefined;
+    };
+    const first = drain();
+    if (first !== undefined) return first;
+    for await (const chunk of body) {
+      pending += chunk.toString();
+      const r = drain();
+      if (r !== undefined) return r;
+    }
+    return false;
+  }
+
+  private apply(type: string, obj: Obj): void {
+    const k = key(obj);
+    const held = this.cache.get(k);
+    switch (type) {
+      case 'ADDED':
+        if (held) this.violation(`ADDED for ${k}, which the client holds`);
+        this.cache.set(k, obj);
+        break;
+      case 'MODIFIED':
+        if (!held) this.violation(`MODIFIED for ${k}, which the client does not hold`);
+        else if (held.metadata.resourceVersion === obj.metadata.resourceVersion && content(held) !== content(obj)) {
+          this.violation(`MODIFIED ${k} changed content at the held resourceVersion ${obj.metadata.resourceVersion}`);
+        }
+        this.cache.set(k, obj);
+        break;
+      case 'DELETED':
+        if (!held) this.violation(`DELETED for ${k}, which the client does not hold`);
+        else if (content(held) !== content(obj)) this.violation(`DELETED ${k} does not carry the version the client saw`);
+        this.cache.delete(k);
+        break;
+      case 'BOOKMARK':
+        break;
+      default:
+        this.violation(`unknown event type ${type}`);
+    }
+    this.lastSync = obj.metadata.resourceVersion ?? this.lastSync;
+  }
+}
+
+export { content as contentOf, key as keyOf };
