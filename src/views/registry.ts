@@ -12,6 +12,8 @@ export interface ReevaluatingView {
 }
 
 interface ScopeChange {
+  /** Counts the changes applied to the resource, so a view built meanwhile can catch up. */
+  generation: number;
   /** W when the change was applied: resuming at or below it needs a re-list, unless the rv is known safe. */
   at: number;
   /** resourceVersions served after the change (list and initial-events-end rvs): safe to resume from. */
@@ -53,6 +55,10 @@ export class ViewRegistry {
     return n;
   }
 
+  generation(resource: string): number {
+    return this.changes.get(resource)?.generation ?? 0;
+  }
+
   changedAt(resource: string): number {
     return this.changes.get(resource)?.at ?? 0;
   }
@@ -78,7 +84,7 @@ export class ViewRegistry {
     const started = performance.now();
     const at = this.revisions.high;
     for (const [resource, cause] of this.pending) {
-      this.changes.set(resource, { at, safe: new Set() });
+      this.changes.set(resource, { generation: this.generation(resource) + 1, at, safe: new Set() });
       for (const view of this.views.get(resource) ?? []) {
         try {
           view.reevaluate(cause);

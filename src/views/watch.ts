@@ -205,6 +205,7 @@ export async function serveWatch(
   const view = new WatchView(ctx, chainFor, deps, { metadataOnly, streaming, transitions });
   res.once('close', () => view.close());
 
+  const generation = deps.registry.generation(info.resource);
   if (resumeAt) {
     // Contract (b): a client that resumes from before a scope change holds a view of the old scope.
     if (!deps.registry.canResume(info.resource, resumeAt) && transitions()) return watchError(res, expired(rv, deps.revisions.high));
@@ -218,6 +219,8 @@ export async function serveWatch(
   res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-cache, private' });
   res.flushHeaders();
   deps.registry.add(view);
+  // A scope change applied while the view was being built has not reached it yet.
+  if (deps.registry.generation(info.resource) !== generation) view.reevaluate('late');
   try {
     for await (const line of jsonLines(upstream.body)) {
       const event = JSON.parse(line) as WatchEvent;

@@ -84,7 +84,7 @@ export async function runModel(opts: ModelOptions): Promise<{ events: number; re
     gate: (name) => name === 'ViewTransitions',
   });
 
-  async function expected(component: string, resource: string, path: string): Promise<Map<string, KubeObject>> {
+  async function expected(component: string, resource: string): Promise<Map<string, KubeObject>> {
     const targeting = new Targeting(builtinFilters);
     targeting.setConfigMap(configMap);
     const services = await opts.driver.list('services');
@@ -93,8 +93,6 @@ export async function runModel(opts: ModelOptions): Promise<{ events: number; re
     const chain = targeting.filtersFor(component, resource, 'watch');
     const out = new Map<string, KubeObject>();
     for (const obj of objects) {
-      if (path.includes('/namespaces/') && obj.metadata.namespace !== ns) continue;
-      if (obj.metadata.namespace !== ns && obj.metadata.namespace !== undefined && resource !== 'services') continue;
       if (obj.metadata.namespace !== ns) continue;
       const kept = applyChain(chain, obj, scope);
       if (kept) out.set(keyOf(kept as never), kept);
@@ -109,7 +107,7 @@ export async function runModel(opts: ModelOptions): Promise<{ events: number; re
     for (;;) {
       const diffs: string[] = [];
       for (const c of clients) {
-        const want = await expected(c.component, c.resource, c.path);
+        const want = await expected(c.component, c.resource);
         const have = new Map([...c.reflector.cache].filter(([, o]) => o.metadata.namespace === ns));
         for (const [k, o] of want) {
           const h = have.get(k);
@@ -157,6 +155,10 @@ export async function runModel(opts: ModelOptions): Promise<{ events: number; re
     };
   }
 
+  for (const [pool, members] of Object.entries(pools)) await opts.driver.setPoolNodes(pool, members);
+  const putConfigMap = () =>
+    opts.driver.put('configmaps', { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'yurt-hub-cfg', namespace: 'kube-system' }, data: configMap });
+  await putConfigMap();
   for (const c of clients) c.reflector.start();
   const exists = { services: new Set<number>(), endpointslices: new Set<number>() };
   try {
@@ -192,12 +194,7 @@ export async function runModel(opts: ModelOptions): Promise<{ events: number; re
         configMap = {};
         if (rand() < 0.5) configMap.servicetopology = pick(['cilium-agent', 'Cilium-Agent/1.18, other', '']);
         if (rand() < 0.5) configMap.filter_nodeportisolation = pick(['cilium-agent', ' cilium-agent ']);
-        await opts.driver.put('configmaps', {
-          apiVersion: 'v1',
-          kind: 'ConfigMap',
-          metadata: { name: 'yurt-hub-cfg', namespace: 'kube-system' },
-          data: configMap,
-        });
+        await putConfigMap();
       } else if (r < 0.86) {
         pick(clients).reflector.disconnect();
       } else if (r < 0.9 && opts.driver.dropWatches) {

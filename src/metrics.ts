@@ -1,0 +1,90 @@
+// Prometheus metrics of the proxy. Label values are bounded: a component or resource outside the
+// known lists is counted as "other", so a client cannot grow the series count with odd names.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export { Registry };
+
+const KNOWN_COMPONENTS = new Set([
+  'kube-proxy', 'coredns', 'cilium-agent', 'cilium', 'nginx-ingress-controller', 'kubelet', 'kubectl',
+  'flanneld', 'calico-node', 'kube-router', 'antrea-agent', 'raven-agent-ds', 'yurttunnel-agent', 'yurthub',
+  'node-problem-detector', 'kube-controller-manager', 'kube-scheduler', 'poolview',
+]);
+
+const KNOWN_RESOURCES = new Set([
+  'pods', 'services', 'endpoints', 'endpointslices', 'nodes', 'namespaces', 'configmaps', 'secrets',
+  'serviceaccounts', 'events', 'leases', 'persistentvolumes', 'persistentvolumeclaims', 'replicasets',
+  'deployments', 'daemonsets', 'statefulsets', 'jobs', 'cronjobs', 'ingresses', 'ingressclasses',
+  'networkpolicies', 'runtimeclasses', 'csidrivers', 'csinodes', 'storageclasses', 'volumeattachments',
+  'certificatesigningrequests', 'tokenreviews', 'subjectaccessreviews', 'selfsubjectaccessreviews',
+  'customresourcedefinitions', 'nodepools', 'yurtappsets', 'ciliumendpoints', 'ciliumnodes',
+  'ciliumidentities', 'ciliumnetworkpolicies', 'ciliumclusterwidenetworkpolicies',
+]);
+
+const KNOWN_VERBS = new Set(['get', 'list', 'watch', 'create', 'update', 'patch', 'delete', 'deletecollection', 'proxy']);
+
+export function componentLabel(component: string | undefined): string {
+  if (component === undefined) return 'none';
+  return KNOWN_COMPONENTS.has(component) ? component : 'other';
+}
+
+export function resourceLabel(resource: string, isResourceRequest: boolean): string {
+  if (!isResourceRequest) return 'nonresource';
+  return KNOWN_RESOURCES.has(resource) ? resource : 'other';
+}
+
+export function verbLabel(verb: string): string {
+  return KNOWN_VERBS.has(verb) ? verb : 'other';
+}
+
+export interface ProxyMetrics {
+  registry: Registry;
+  requestsInFlight: Gauge<'component' | 'verb' | 'resource'>;
+  requestsTotal: Counter<'component' | 'verb' | 'resource' | 'code'>;
+  requestDuration: Histogram<'verb'>;
+  proxiedBytes: Counter<'direction'>;
+  openWatches: Gauge<'component' | 'resource'>;
+  upstreamUp: Gauge;
+}
+
+export function createMetrics(registry = new Registry()): ProxyMetrics {
+  collectDefaultMetrics({ register: registry });
+  return {
+    registry,
+    requestsInFlight: new Gauge({
+      name: 'poolview_requests_in_flight',
+      help: 'Client requests being served, watches included.',
+      labelNames: ['component', 'verb', 'resource'],
+      registers: [registry],
+    }),
+    requestsTotal: new Counter({
+      name: 'poolview_requests_total',
+      help: 'Client requests served, by response code (0 = no response was sent).',
+      labelNames: ['component', 'verb', 'resource', 'code'],
+      registers: [registry],
+    }),
+    requestDuration: new Histogram({
+      name: 'poolview_request_duration_seconds',
+      help: 'Time to serve a client request other than a watch.',
+      labelNames: ['verb'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers: [registry],
+    }),
+    proxiedBytes: new Counter({
+      name: 'poolview_proxied_bytes_total',
+      help: 'Body bytes passed through unchanged: upstream = client to apiserver, downstream = apiserver to client.',
+      labelNames: ['direction'],
+      registers: [registry],
+    }),
+    openWatches: new Gauge({
+      name: 'poolview_open_watches',
+      help: 'Watches open to clients.',
+      labelNames: ['component', 'resource'],
+      registers: [registry],
+    }),
+    upstreamUp: new Gauge({
+      name: 'poolview_upstream_up',
+      help: '1 when the last readiness probe of the apiserver succeeded.',
+      registers: [registry],
+    }),
+  };
+}

@@ -1,0 +1,133 @@
+// poolview's options: one table of flags with their environment twins, the defaults, and the
+// validation done once at boot. The CLI and startPoolview() both go through resolveOptions().
+import { isIP } from 'node:net';
+import { LOG_LEVELS } from './log.js';
+
+export type AnonymousRequests = 'forward' | 'reject' | 'proxy-identity';
+
+export interface PoolviewOptions {
+  /** Kubeconfig with the apiserver and poolview's own credentials; undefined = in-cluster config. */
+  kubeconfig?: string;
+  nodeName: string;
+  bindAddress: string;
+  port: number;
+  securePort?: number;
+  tlsCertFile?: string;
+  tlsPrivateKeyFile?: string;
+  healthPort: number;
+  logLevel: string;
+  /** What to do with a client request that carries no Authorization header. */
+  anonymousRequests: AnonymousRequests;
+  nodePoolName?: string;
+  configMapName: string;
+  configMapNamespace: string;
+  featureGates: Record<string, boolean>;
+}
+
+export const DEFAULTS = {
+  bindAddress: '127.0.0.1',
+  port: 10261,
+  securePort: 10268,
+  healthPort: 10267,
+  logLevel: 'info',
+  anonymousRequests: 'forward' as AnonymousRequests,
+  configMapName: 'yurt-hub-cfg',
+  configMapNamespace: 'kube-system',
+};
+
+/** A mistake in how poolview was invoked; the CLI prints its message alone and exits 2. */
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+export interface FlagSpec {
+  flag: string;
+  env?: string;
+  key: keyof PoolviewOptions;
+  type: 'string' | 'port' | 'gates';
+  help: string;
+}
+
+export const FLAGS: readonly FlagSpec[] = [
+  { flag: 'kubeconfig', env: 'KUBECONFIG', key: 'kubeconfig', type: 'string', help: 'kubeconfig of the apiserver and poolview\'s own credentials (default: in-cluster config)' },
+  { flag: 'node-name', env: 'NODE_NAME', key: 'nodeName', type: 'string', help: 'name of the node this poolview serves (required)' },
+  { flag: 'nodepool-name', env: 'NODEPOOL_NAME', key: 'nodePoolName', type: 'string', help: 'node pool of this node (default: the Node\'s apps.openyurt.io/nodepool label)' },
+  { flag: 'bind-address', env: 'POOLVIEW_BIND_ADDRESS', key: 'bindAddress', type: 'string', help: `address to listen on (default ${DEFAULTS.bindAddress})` },
+  { flag: 'port', env: 'POOLVIEW_PORT', key: 'port', type: 'port', help: `plain HTTP proxy port (default ${DEFAULTS.port}; 0 = any free port)` },
+  { flag: 'secure-port', env: 'POOLVIEW_SECURE_PORT', key: 'securePort', type: 'port', help: `HTTPS proxy port, served when a certificate and key are given (default ${DEFAULTS.securePort})` },
+  { flag: 'tls-cert-file', env: 'POOLVIEW_TLS_CERT_FILE', key: 'tlsCertFile', type: 'string', help: 'serving certificate (PEM) for the secure port' },
+  { flag: 'tls-private-key-file', env: 'POOLVIEW_TLS_PRIVATE_KEY_FILE', key: 'tlsPrivateKeyFile', type: 'string', help: 'serving private key (PEM) for the secure port' },
+  { flag: 'health-port', env: 'POOLVIEW_HEALTH_PORT', key: 'healthPort', type: 'port', help: `port of /healthz /livez /readyz /metrics (default ${DEFAULTS.healthPort})` },
+  { flag: 'log-level', env: 'POOLVIEW_LOG_LEVEL', key: 'logLevel', type: 'string', help: `${LOG_LEVELS.join('|')} (default ${DEFAULTS.logLevel})` },
+  { flag: 'anonymous-requests', env: 'POOLVIEW_ANONYMOUS_REQUESTS', key: 'anonymousRequests', type: 'string', help: 'requests without credentials: forward (as they are) | reject (401) | proxy-identity (with poolview\'s credentials; loopback bind only) (default forward)' },
+  { flag: 'configmap-name', env: 'POOLVIEW_CONFIGMAP_NAME', key: 'configMapName', type: 'string', help: `ConfigMap that adds components to filters (default ${DEFAULTS.configMapName})` },
+  { flag: 'configmap-namespace', env: 'POOLVIEW_CONFIGMAP_NAMESPACE', key: 'configMapNamespace', type: 'string', help: `namespace of that ConfigMap (default ${DEFAULTS.configMapNamespace})` },
+  { flag: 'feature-gates', env: 'POOLVIEW_FEATURE_GATES', key: 'featureGates', type: 'gates', help: 'comma list of Name=true|false' },
+];
+
+export function parsePort(value: string, what: string): number {
+  if (!/^\d+$/.test(value.trim())) throw new UsageError(`${what}: "${value}" is not a port number`);
+  const port = Number(value);
+  if (port > 65535) throw new UsageError(`${what}: ${port} is out of range 0-65535`);
+  return port;
+}
+
+/** `A=true,B=false` as Kubernetes components take --feature-gates. */
+export function parseFeatureGates(value: string, what = '--feature-gates'): Record<string, boolean> {
+  const gates: Record<string, boolean> = {};
+  for (const entry of value.split(',')) {
+    const trimmed = entry.trim();
+    if (trimmed === '') continue;
+    const m = /^([A-Za-z0-9][A-Za-z0-9_.-]*)\s*=\s*(true|false)$/i.exec(trimmed);
+    if (!m) throw new UsageError(`${what}: "${trimmed}" is not Name=true|false`);
+    gates[m[1]] = m[2].toLowerCase() === 'true';
+  }
+  return gates;
+}
+
+export function isLoopback(address: string): boolean {
+  if (address === 'localhost') return true;
+  if (isIP(address) === 4) return address.startsWith('127.');
+  const v6 = address.toLowerCase();
+  return v6 === '::1' || v6 === '0:0:0:0:0:0:0:1' || v6.startsWith('::ffff:127.');
+}
+
+/** Fills defaults and checks everything that can be checked without I/O. */
+export function resolveOptions(input: Partial<PoolviewOptions>): PoolviewOptions {
+  const opts: PoolviewOptions = {
+    kubeconfig: input.kubeconfig || undefined,
+    nodeName: (input.nodeName ?? '').trim(),
+    nodePoolName: input.nodePoolName || undefined,
+    bindAddress: input.bindAddress || DEFAULTS.bindAddress,
+    port: input.port ?? DEFAULTS.port,
+    tlsCertFile: input.tlsCertFile || undefined,
+    tlsPrivateKeyFile: input.tlsPrivateKeyFile || undefined,
+    securePort: input.securePort,
+    healthPort: input.healthPort ?? DEFAULTS.healthPort,
+    logLevel: input.logLevel || DEFAULTS.logLevel,
+    anonymousRequests: input.anonymousRequests ?? DEFAULTS.anonymousRequests,
+    configMapName: input.configMapName || DEFAULTS.configMapName,
+    configMapNamespace: input.configMapNamespace || DEFAULTS.configMapNamespace,
+    featureGates: { ...(input.featureGates ?? {}) },
+  };
+  if (!opts.nodeName) throw new UsageError('--node-name (or NODE_NAME) is required');
+  if (!(LOG_LEVELS as readonly string[]).includes(opts.logLevel)) {
+    throw new UsageError(`--log-level: "${opts.logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
+  }
+  if (!['forward', 'reject', 'proxy-identity'].includes(opts.anonymousRequests)) {
+    throw new UsageError(`--anonymous-requests: "${opts.anonymousRequests}" is not one of forward, reject, proxy-identity`);
+  }
+  // Lending poolview's identity to anonymous callers is only safe when only this host can call.
+  if (opts.anonymousRequests === 'proxy-identity' && !isLoopback(opts.bindAddress)) {
+    throw new UsageError(`--anonymous-requests=proxy-identity needs a loopback --bind-address, not ${opts.bindAddress}`);
+  }
+  if (!!opts.tlsCertFile !== !!opts.tlsPrivateKeyFile) {
+    throw new UsageError('--tls-cert-file and --tls-private-key-file go together');
+  }
+  if (opts.tlsCertFile) opts.securePort ??= DEFAULTS.securePort;
+  else if (opts.securePort !== undefined) throw new UsageError('--secure-port needs --tls-cert-file and --tls-private-key-file');
+  for (const [what, port] of [['--port', opts.port], ['--secure-port', opts.securePort], ['--health-port', opts.healthPort]] as const) {
+    if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) throw new UsageError(`${what}: ${port} is out of range 0-65535`);
+  }
+  return opts;
+}

@@ -1,0 +1,244 @@
+// The apiserver poolview talks to, built from a kubeconfig or the in-cluster config.
+// Two dispatchers keep identities apart: clients' requests go out with the cluster CA only (a client
+// gets no more rights through poolview than without it); poolview's own requests also present
+// poolview's client certificate and bearer token.
+import { readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { Agent } from 'undici';
+import type { Dispatcher } from 'undici';
+import type { Upstream } from './types.js';
+
+/** The kubeconfig or in-cluster config cannot be used; the CLI prints the message and exits 2. */
+export class UpstreamConfigError extends Error {
+  override name = 'UpstreamConfigError';
+}
+
+export interface TlsMaterial {
+  ca?: Buffer;
+  /** poolview's client certificate and key; only ever presented on poolview's own requests. */
+  cert?: Buffer;
+  key?: Buffer;
+  servername?: string;
+  /** false only when the kubeconfig says insecure-skip-tls-verify. */
+  rejectUnauthorized?: boolean;
+}
+
+/** Where to open a raw connection for an upgrade tunnel (exec, attach, port-forward). */
+export interface TunnelTarget {
+  host: string;
+  port: number;
+  tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer; servername?: string; rejectUnauthorized?: boolean };
+}
+
+export interface KubeUpstream extends Upstream {
+  tunnelTarget(own: boolean): TunnelTarget;
+  close(): Promise<void>;
+}
+
+export function hasTunnelTarget(upstream: Upstream): upstream is Upstream & Pick<KubeUpstream, 'tunnelTarget'> {
+  return typeof (upstream as Partial<KubeUpstream>).tunnelTarget === 'function';
+}
+
+/** How often own credentials are re-read (exec plugins and projected token files rotate). */
+const CREDENTIAL_REFRESH_MS = 30_000;
+
+function createAgent(url: URL, tls: TlsMaterial, withClientCert: boolean): Agent {
+  return new Agent({
+    // Watches and exec sessions live for minutes or hours: no timeouts on headers or bodies.
+    headersTimeout: 0,
+    bodyTimeout: 0,
+    keepAliveTimeout: 30_000,
+    connect:
+      url.protocol === 'https:'
+        ? {
+            ca: tls.ca,
+            cert: withClientCert ? tls.cert : undefined,
+            key: withClientCert ? tls.key : undefined,
+            servername: tls.servername,
+            rejectUnauthorized: tls.rejectUnauthorized,
+          }
+        : undefined,
+  });
+}
+
+function defaultPort(url: URL): number {
+  if (url.port) return Number(url.port);
+  return url.protocol === 'https:' ? 443 : 80;
+}
+
+class DispatcherPair implements KubeUpstream {
+  readonly url: URL;
+  private tls: TlsMaterial;
+  private client: Agent;
+  private own: Agent;
+  private headers: Record<string, string>;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(url: URL, tls: TlsMaterial, headers: Record<string, string>) {
+    this.url = url;
+    this.tls = tls;
+    this.headers = headers;
+    this.client = createAgent(url, tls, false);
+    this.own = createAgent(url, tls, true);
+  }
+
+  get clientDispatcher(): Dispatcher {
+    return this.client;
+  }
+
+  get ownDispatcher(): Dispatcher {
+    return this.own;
+  }
+
+  ownHeaders(): Record<string, string> {
+    return { ...this.headers };
+  }
+
+  tunnelTarget(own: boolean): TunnelTarget {
+    const host = this.url.hostname.replace(/^\[(.*)\]$/, '$1');
+    const target: TunnelTarget = { host, port: defaultPort(this.url) };
+    if (this.url.protocol === 'https:') {
+      target.tls = {
+        ca: this.tls.ca,
+        cert: own ? this.tls.cert : undefined,
+        key: own ? this.tls.key : undefined,
+        servername: this.tls.servername,
+        rejectUnauthorized: this.tls.rejectUnauthorized,
+      };
+    }
+    return target;
+  }
+
+  /** Takes freshly read credentials; new dispatchers only when TLS material changed (rotated certs). */
+  update(tls: TlsMaterial, headers: Record<string, string>): void {
+    this.headers = headers;
+    if (sameTls(tls, this.tls)) return;
+    const old = [this.client, this.own];
+    this.tls = tls;
+    this.client = createAgent(this.url, tls, false);
+    this.own = createAgent(this.url, tls, true);
+    // Requests in flight (long watches included) finish on the old connections.
+    for (const agent of old) void agent.close().catch(() => {});
+  }
+
+  refreshEvery(ms: number, refresh: () => Promise<void>): void {
+    this.timer = setInterval(() => void refresh().catch(() => {}), ms);
+    this.timer.unref();
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    await Promise.all([this.client.destroy(), this.own.destroy()]);
+  }
+}
+
+function sameBuffer(a: Buffer | undefined, b: Buffer | undefined): boolean {
+  return a === b || (a !== undefined && b !== undefined && a.equals(b));
+}
+
+function sameTls(a: TlsMaterial, b: TlsMaterial): boolean {
+  return (
+    sameBuffer(a.ca, b.ca) &&
+    sameBuffer(a.cert, b.cert) &&
+    sameBuffer(a.key, b.key) &&
+    a.servername === b.servername &&
+    a.rejectUnauthorized === b.rejectUnauthorized
+  );
+}
+
+function parseServer(server: string, where: string): URL {
+  let url: URL;
+  try {
+    url = new URL(server);
+  } catch {
+    throw new UpstreamConfigError(`${where}: server "${server}" is not a URL`);
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    throw new UpstreamConfigError(`${where}: server "${server}" is neither https:// nor http://`);
+  }
+  url.pathname = url.pathname.replace(/\/+$/, '');
+  url.search = '';
+  url.hash = '';
+  return url;
+}
+
+/** An upstream for a plain URL, e.g. the in-process fake apiserver in tests and the demo. */
+export function upstreamFromUrl(url: string, token?: string, tls: TlsMaterial = {}): KubeUpstream {
+  return new DispatcherPair(parseServer(url, 'upstream'), tls, token ? { authorization: `Bearer ${token}` } : {});
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * An upstream for the current context of a kubeconfig, or for the in-cluster config when no path is
+ * given. Own credentials (client certificate, token, exec plugin, token file) are re-read periodically.
+ */
+export async function upstreamFromKubeconfig(path?: string): Promise<KubeUpstream> {
+  // Loaded here rather than at the top: the client library is large and only needed at boot.
+  const { KubeConfig } = await import('@kubernetes/client-node');
+  const kc = new KubeConfig();
+  const where = path ? `kubeconfig ${path}` : 'in-cluster config';
+  if (path) {
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new UpstreamConfigError(`cannot read kubeconfig ${path}: ${code === 'ENOENT' ? 'no such file' : message(err)}`);
+    }
+    try {
+      kc.loadFromString(text);
+      kc.makePathsAbsolute(dirname(path));
+    } catch (err) {
+      throw new UpstreamConfigError(`kubeconfig ${path} is not valid: ${message(err)}`);
+    }
+  } else {
+    if (!process.env.KUBERNETES_SERVICE_HOST || !process.env.KUBERNETES_SERVICE_PORT) {
+      throw new UpstreamConfigError('no --kubeconfig (or KUBECONFIG) given and not running in a cluster (KUBERNETES_SERVICE_HOST/PORT unset)');
+    }
+    kc.loadFromCluster();
+  }
+
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) throw new UpstreamConfigError(`${where}: current context "${kc.getCurrentContext()}" names no cluster`);
+  if (cluster.proxyUrl) throw new UpstreamConfigError(`${where}: proxy-url is not supported`);
+  const url = parseServer(cluster.server, where);
+  if (url.protocol === 'http:') {
+    // The client library refuses http:// unless TLS verification is "skipped"; there is no TLS to verify.
+    kc.clusters = kc.clusters.map((c) => (c === cluster ? { ...c, skipTLSVerify: true } : c));
+  }
+
+  const readCredentials = async (): Promise<{ tls: TlsMaterial; headers: Record<string, string> }> => {
+    const opts: { ca?: Buffer; cert?: Buffer; key?: Buffer; servername?: string; rejectUnauthorized?: boolean; headers?: Record<string, unknown>; auth?: string } = {};
+    await kc.applyToHTTPSOptions(opts as never);
+    const headers: Record<string, string> = {};
+    const authorization = opts.headers?.Authorization ?? opts.headers?.authorization;
+    if (typeof authorization === 'string' && authorization !== '') headers.authorization = authorization;
+    else if (opts.auth) headers.authorization = `Basic ${Buffer.from(opts.auth).toString('base64')}`;
+    return {
+      tls: {
+        ca: opts.ca,
+        cert: opts.cert,
+        key: opts.key,
+        servername: opts.servername,
+        rejectUnauthorized: url.protocol === 'https:' ? opts.rejectUnauthorized : undefined,
+      },
+      headers,
+    };
+  };
+
+  let first;
+  try {
+    first = await readCredentials();
+  } catch (err) {
+    throw new UpstreamConfigError(`${where}: cannot load credentials: ${message(err)}`);
+  }
+  const upstream = new DispatcherPair(url, first.tls, first.headers);
+  upstream.refreshEvery(CREDENTIAL_REFRESH_MS, async () => {
+    const next = await readCredentials();
+    upstream.update(next.tls, next.headers);
+  });
+  return upstream;
+}

@@ -1,0 +1,62 @@
+// The view contract, checked by the randomized model on the in-process fake apiserver.
+// Replay a failure with MODEL_SEED=<seed> (and MODEL_STEPS=<n>).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startFakeApiserver, type FakeApiserver } from '../fake/apiserver.js';
+import { startPoolview, type RunningPoolview } from '../../src/app.js';
+import { upstreamFromUrl } from '../../src/upstream.js';
+import { runModel, type ModelDriver } from '../support/model.js';
+import type { KubeObject } from '../../filters/types.js';
+
+const POOLS = { A: ['n1', 'n2'], B: ['n3', 'n4'], C: ['n5'] };
+
+function fakeDriver(fake: FakeApiserver): ModelDriver {
+  const put = (resource: string, obj: KubeObject) => {
+    const existing = fake.get(resource, obj.metadata.namespace, obj.metadata.name!);
+    if (existing) fake.update(resource, obj);
+    else fake.create(resource, obj);
+  };
+  return {
+    put: async (resource, obj) => put(resource, obj),
+    remove: async (resource, namespace, name) => void fake.delete(resource, namespace, name),
+    setPoolNodes: async (pool, nodes) =>
+      put('nodepools', { apiVersion: 'apps.openyurt.io/v1beta2', kind: 'NodePool', metadata: { name: pool }, spec: { type: 'Edge' }, status: { nodes } }),
+    list: async (resource) => fake.list(resource) as KubeObject[],
+    compact: async () => fake.compact(),
+    dropWatches: async () => fake.dropWatches(),
+  };
+}
+
+describe('view contract model (fake apiserver)', () => {
+  let fake: FakeApiserver;
+  let proxy: RunningPoolview;
+
+  beforeAll(async () => {
+    fake = await startFakeApiserver({ bookmarkIntervalMs: 200 });
+    for (const [pool, nodes] of Object.entries(POOLS)) {
+      for (const node of nodes) fake.create('nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name: node, labels: { 'apps.openyurt.io/nodepool': pool } } });
+      fake.create('nodepools', { apiVersion: 'apps.openyurt.io/v1beta2', kind: 'NodePool', metadata: { name: pool }, spec: { type: 'Edge' }, status: { nodes } });
+    }
+    proxy = await startPoolview({ nodeName: 'n1', port: 0, healthPort: 0, logLevel: 'warn' }, { upstream: upstreamFromUrl(fake.url) });
+  });
+  afterAll(async () => {
+    await proxy?.close();
+    await fake?.close();
+  });
+
+  const seeds = process.env.MODEL_SEED ? [Number(process.env.MODEL_SEED)] : [1, 2, 3, Date.now() % 1_000_000];
+  for (const seed of seeds) {
+    it(`keeps rules 1-5 over random steps, seed ${seed}`, async () => {
+      const result = await runModel({
+        driver: fakeDriver(fake),
+        proxyUrl: proxy.url,
+        nodeName: 'n1',
+        namespace: `model-${seed}`,
+        seed,
+        steps: Number(process.env.MODEL_STEPS ?? 600),
+        pools: POOLS,
+        log: (msg) => console.log(msg),
+      });
+      expect(result.checks).toBeGreaterThan(1);
+    }, 300_000);
+  }
+});
