@@ -248,8 +248,8 @@ export class Store {
   /** The state of `resource` at rv n (n <= this.rv). Throws StatusError 410 when n is older than retained history. */
   stateAt(resource: string, n: number, expiredMessage: string): Map<string, Item> {
     const m = this.map(resource);
-    if (n >= (this.lastRv.get(resource) ?? 0)) return m;
     if (n < this.compactedRv) throw new StatusError(S.expired(expiredMessage));
+    if (n >= (this.lastRv.get(resource) ?? 0)) return m;
     const snap = new Map(m);
     for (let i = this.history.length - 1; i >= this.historyStart; i--) {
       const ev = this.history[i];

@@ -15,6 +15,7 @@ import {
   onExit,
   pidAlive,
   poll,
+  PollAbort,
   run,
   startProcess,
   tempDirCleanup,
@@ -528,7 +529,7 @@ async function openssl(args: string[]): Promise<void> {
 }
 
 /** Cluster CA, apiserver serving certificate (127.0.0.1, localhost, the kubernetes Service), SA key. */
-async function generatePki(dir: string): Promise<{ ca: string; cert: string; key: string; saKey: string }> {
+async function generatePki(dir: string): Promise<{ ca: string; cert: string; key: string; saKey: string; saPub: string }> {
   mkdirSync(dir, { recursive: true });
   const f = (name: string): string => join(dir, name);
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
@@ -552,7 +553,8 @@ async function generatePki(dir: string): Promise<{ ca: string; cert: string; key
     '-set_serial', `0x${randomBytes(8).toString('hex')}`, '-days', '30', '-extfile', f('apiserver.ext'), '-out', f('apiserver.crt'),
   ]);
   await openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', f('sa.key')]);
-  return { ca: f('ca.crt'), cert: f('apiserver.crt'), key: f('apiserver.key'), saKey: f('sa.key') };
+  await openssl(['pkey', '-in', f('sa.key'), '-pubout', '-out', f('sa.pub')]);
+  return { ca: f('ca.crt'), cert: f('apiserver.crt'), key: f('apiserver.key'), saKey: f('sa.key'), saPub: f('sa.pub') };
 }
 
 /** Removes work directories left behind by harness processes that died without cleaning up. */
@@ -623,11 +625,11 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Clus
     );
     processes.push(etcd);
     await poll('etcd /health', async () => {
-      if (!etcd.running()) throw new Error(`etcd exited:\n${etcd.logTail()}`);
+      if (!etcd.running()) throw new PollAbort(`etcd exited:\n${etcd.logTail()}`);
       const res = await fetch(`${etcdServer}/health`);
       return res.ok && ((await res.json()) as { health?: string }).health === 'true';
     }, 30_000, 100).catch((err: Error) => {
-      throw new Error(`${err.message}\n--- etcd.log ---\n${etcd.logTail()}`);
+      throw new Error(err instanceof PollAbort ? err.message : `${err.message}\n--- etcd.log ---\n${etcd.logTail()}`);
     });
     log(`>> etcd up at ${etcdServer}`);
 
@@ -648,7 +650,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Clus
         '--authorization-mode=Node,RBAC',
         '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
         `--service-account-signing-key-file=${pki.saKey}`,
-        `--service-account-key-file=${pki.saKey}`,
+        `--service-account-key-file=${pki.saPub}`,
         '--service-cluster-ip-range=10.96.0.0/16',
         '--service-node-port-range=30000-32767',
         '--profiling=false',
@@ -660,11 +662,11 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Clus
     const info: ClusterInfo = { server, caFile: pki.ca, tokens, etcdServer, binDir, workDir };
     const cluster = new OwnedCluster(info, processes, removeWorkDir);
     await poll('kube-apiserver /readyz', async () => {
-      if (!apiserver.running()) throw new Error(`kube-apiserver exited:\n${apiserver.logTail()}`);
+      if (!apiserver.running()) throw new PollAbort(`kube-apiserver exited:\n${apiserver.logTail()}`);
       const { status } = await cluster.request('GET', '/readyz', { allow: [500, 503, 403, 401] });
       return status === 200;
     }, 90_000, 250).catch((err: Error) => {
-      throw new Error(`${err.message}\n--- kube-apiserver.log ---\n${apiserver.logTail()}`);
+      throw new Error(err instanceof PollAbort ? err.message : `${err.message}\n--- kube-apiserver.log ---\n${apiserver.logTail()}`);
     });
     log(`>> kube-apiserver ready at ${server}`);
 

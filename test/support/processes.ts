@@ -207,6 +207,9 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/** Thrown from a poll check to give up at once (e.g. the process being waited for has exited). */
+export class PollAbort extends Error {}
+
 /** Polls `check` until it returns a value other than undefined/false, or throws after `timeoutMs`. */
 export async function poll<T>(
   what: string,
@@ -221,6 +224,7 @@ export async function poll<T>(
       const value = await check();
       if (value !== undefined && value !== false) return value as T;
     } catch (err) {
+      if (err instanceof PollAbort) throw err;
       lastError = err;
     }
     if (Date.now() > deadline) {

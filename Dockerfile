@@ -1,0 +1,46 @@
+# syntax=docker/dockerfile:1
+#
+# poolview image: one process (node bin/poolview.js), no shell needed at runtime.
+#
+#   docker build -t poolview:0.1.0 .
+#
+# - Build stage compiles TypeScript to dist/ with the full dev toolchain.
+# - Runtime stage holds production dependencies, dist/, bin/ and config/ only.
+# - Runs as uid/gid 65532 (numeric, so the kubelet can verify runAsNonRoot) and writes nothing
+#   outside /tmp, so it works with readOnlyRootFilesystem (mount an emptyDir at /tmp).
+# - PID 1 is node itself (exec-form ENTRYPOINT): the CLI installs its own SIGTERM/SIGINT handlers
+#   and spawns no child processes, so there is nothing for an init (tini) to forward or reap.
+
+ARG NODE_IMAGE=node:24-bookworm-slim
+
+# ---- build: npm ci + npm run build ---------------------------------------------------------------
+FROM ${NODE_IMAGE} AS build
+WORKDIR /src
+COPY package.json package-lock.json ./
+# --ignore-scripts: the "prepare" script would run tsc before the sources are copied.
+RUN --mount=type=cache,target=/root/.npm \
+    npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json ./
+COPY src ./src
+COPY filters ./filters
+RUN npm run build
+
+# ---- runtime ---------------------------------------------------------------------------------------
+FROM ${NODE_IMAGE} AS runtime
+WORKDIR /app
+COPY package.json package-lock.json ./
+# Production dependencies only; no install scripts run (none of them need one).
+RUN --mount=type=cache,target=/root/.npm \
+    npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+# HOME in /tmp: the only writable place under readOnlyRootFilesystem.
+ENV NODE_ENV=production \
+    HOME=/tmp
+COPY --from=build /src/dist ./dist
+COPY bin ./bin
+COPY config ./config
+
+USER 65532:65532
+# 10261 plain HTTP proxy, 10268 HTTPS proxy, 10267 health/metrics (yurt-hub's ports).
+EXPOSE 10261 10267 10268
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["node", "bin/poolview.js"]

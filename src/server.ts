@@ -1,0 +1,328 @@
+// The proxy front: a fastify app whose single catch-all route classifies each request, offers it to
+// the view engine, and otherwise streams it to the apiserver and back unchanged.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { Dispatcher } from 'undici';
+import type { InterceptContext, Interceptor, RequestInfo, Upstream } from './types.js';
+import type { AnonymousRequests } from './options.js';
+import { componentOf, resolveRequestInfo } from './request-info.js';
+import { componentLabel, resourceLabel, verbLabel, type ProxyMetrics } from './metrics.js';
+
+/** Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1), plus Expect (Node answers 100-continue itself). */
+export const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'expect',
+]);
+
+/** Header names a Connection header declares hop-by-hop for this message. */
+export function connectionTokens(connection: string | string[] | undefined): Set<string> {
+  const tokens = new Set<string>();
+  if (connection === undefined) return tokens;
+  for (const value of Array.isArray(connection) ? connection : [connection]) {
+    for (const token of value.split(',')) {
+      const name = token.trim().toLowerCase();
+      if (name) tokens.add(name);
+    }
+  }
+  return tokens;
+}
+
+export type ForwardVia = InterceptContext['forwardVia'];
+
+/**
+ * The headers to send upstream for a client's request: the client's own (its Authorization
+ * included) minus hop-by-hop headers and Host, plus forwardVia.headers (which win).
+ */
+export function forwardHeaders(req: IncomingMessage, forwardVia: ForwardVia): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  const perConnection = connectionTokens(req.headers.connection);
+  // headersDistinct keeps repeated headers apart (Impersonate-Group may legitimately repeat).
+  for (const [name, values] of Object.entries(req.headersDistinct)) {
+    if (values === undefined || name === 'host' || HOP_BY_HOP.has(name) || perConnection.has(name)) continue;
+    out[name] = values.length === 1 ? values[0] : values;
+  }
+  for (const [name, value] of Object.entries(forwardVia.headers)) out[name.toLowerCase()] = value;
+  return out;
+}
+
+/** The upstream's response headers a client may see: all but hop-by-hop ones. */
+export function responseHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  const perConnection = connectionTokens(headers.connection);
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || HOP_BY_HOP.has(name) || perConnection.has(name)) continue;
+    out[name] = value;
+  }
+  return out;
+}
+
+/** A metav1.Status failure body, as the apiserver writes it. */
+export function statusBody(code: number, reason: string, message: string): string {
+  return JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code });
+}
+
+export function writeStatus(res: ServerResponse, code: number, reason: string, message: string, headers: Record<string, string> = {}): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = statusBody(code, reason, message);
+  res.writeHead(code, {
+    ...headers,
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-cache, private',
+  });
+  res.end(body);
+}
+
+/** The upstream path for a client's request URL (keeps a path prefix of the kubeconfig server, if any). */
+export function upstreamPath(upstream: Upstream, url: string): string {
+  const base = upstream.url.pathname;
+  return base === '/' || base === '' ? url : base + url;
+}
+
+const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET']);
+
+export interface ForwardOptions {
+  /** Called with the byte count of each body chunk sent to the client. */
+  onDownstreamBytes?(bytes: number): void;
+  /** Receives a function that ends this stream cleanly (graceful shutdown). */
+  onStop?(stop: () => void): void;
+}
+
+/**
+ * Streams one request to the apiserver and the response back, unchanged and with backpressure both
+ * ways, no timeouts. The client going away aborts the upstream request. When the upstream ends or
+ * breaks a watch, the client's stream ends cleanly so its reflector simply re-watches.
+ */
+export async function forwardRequest(ctx: InterceptContext, options: ForwardOptions = {}): Promise<void> {
+  const { req, res, upstream, forwardVia, info } = ctx;
+  const isWatch = info.verb === 'watch';
+  const abort = new AbortController();
+  let stopping = false;
+  res.once('close', () => {
+    if (!res.writableFinished) abort.abort();
+  });
+  options.onStop?.(() => {
+    stopping = true;
+    abort.abort();
+  });
+
+  const length = req.headers['content-length'];
+  const hasBody = (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined;
+  let response: Dispatcher.ResponseData;
+  try {
+    response = await forwardVia.dispatcher.request({
+      origin: upstream.url.origin,
+      path: upstreamPath(upstream, req.url ?? '/'),
+      method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
+      headers: forwardHeaders(req, forwardVia),
+      body: hasBody ? req : null,
+      signal: abort.signal,
+      headersTimeout: 0,
+      bodyTimeout: 0,
+    });
+  } catch (err) {
+    if (stopping) writeStatus(res, 503, 'ServiceUnavailable', 'poolview is shutting down', { 'retry-after': '1' });
+    else if (abort.signal.aborted || res.destroyed) return;
+    else {
+      const code = (err as { code?: string }).code ?? '';
+      ctx.log.warn({ err: (err as Error).message, code, verb: info.verb, resource: info.resource }, 'apiserver request failed');
+      // Nothing reached the apiserver when the connection failed, so a retry is safe.
+      const retry: Record<string, string> = CONNECT_ERRORS.has(code) ? { 'retry-after': '1' } : {};
+      writeStatus(res, 503, 'ServiceUnavailable', `error trying to reach the apiserver: ${(err as Error).message}`, retry);
+    }
+    return;
+  }
+
+  const { statusCode, headers, body } = response;
+  if (res.destroyed) {
+    body.destroy();
+    return;
+  }
+  res.writeHead(statusCode, responseHeaders(headers));
+  // A streamed response (watch, logs -f) must show its headers before the first event.
+  if (headers['content-length'] === undefined) res.flushHeaders();
+
+  if (options.onDownstreamBytes) {
+    const count = options.onDownstreamBytes;
+    body.on('data', (chunk: Buffer) => count(chunk.length));
+  }
+  body.on('error', () => {
+    // A watch cut upstream (or by shutdown) ends cleanly at an event boundary of the client's
+    // choosing; anything else must not look complete when it is not.
+    if (isWatch && !res.destroyed) res.end();
+    else res.destroy();
+  });
+  res.once('close', () => {
+    if (!body.readableEnded) body.destroy();
+  });
+  body.pipe(res);
+}
+
+/** Every request being served, so shutdown can end watches cleanly and wait for the rest. */
+export class OpenRequests {
+  private readonly open = new Map<ServerResponse, { watch: boolean; stop?: () => void }>();
+  private readonly idleWaiters: Array<() => void> = [];
+
+  add(res: ServerResponse, watch: boolean): void {
+    this.open.set(res, { watch });
+  }
+
+  setStop(res: ServerResponse, stop: () => void): void {
+    const entry = this.open.get(res);
+    if (entry) entry.stop = stop;
+  }
+
+  delete(res: ServerResponse): void {
+    this.open.delete(res);
+    if (this.open.size === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+  }
+
+  get size(): number {
+    return this.open.size;
+  }
+
+  /** Ends every pass-through watch as the apiserver does at its timeout: a clean end of stream. */
+  endWatches(): void {
+    for (const entry of this.open.values()) if (entry.watch) entry.stop?.();
+  }
+
+  /** Resolves when nothing is open or after timeoutMs; returns whether everything finished. */
+  async idle(timeoutMs: number): Promise<boolean> {
+    if (this.open.size === 0) return true;
+    let timer: NodeJS.Timeout | undefined;
+    const finished = await Promise.race([
+      new Promise<boolean>((resolve) => this.idleWaiters.push(() => resolve(true))),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs))),
+    ]);
+    clearTimeout(timer);
+    return finished;
+  }
+
+  destroyAll(): void {
+    for (const res of this.open.keys()) res.destroy();
+  }
+}
+
+export interface ProxyHandlerDeps {
+  upstream: Upstream;
+  intercept: Interceptor;
+  anonymousRequests: AnonymousRequests;
+  metrics: ProxyMetrics;
+  log: Logger;
+  open: OpenRequests;
+}
+
+/** Drops impersonation headers: poolview's own identity must not be lent further than itself. */
+export function stripImpersonation(req: IncomingMessage): void {
+  const distinct = req.headersDistinct; // cached by Node: deleting here sticks
+  for (const name of Object.keys(req.headers)) {
+    if (name.startsWith('impersonate-')) {
+      delete req.headers[name];
+      delete distinct[name];
+    }
+  }
+}
+
+/** How this request goes upstream under --anonymous-requests, or null when it must be refused. */
+export function forwardViaFor(req: IncomingMessage, upstream: Upstream, policy: AnonymousRequests): ForwardVia | null {
+  if (req.headers.authorization) return { dispatcher: upstream.clientDispatcher, headers: {} };
+  switch (policy) {
+    case 'reject':
+      return null;
+    case 'proxy-identity':
+      stripImpersonation(req);
+      return { dispatcher: upstream.ownDispatcher, headers: upstream.ownHeaders() };
+    default:
+      return { dispatcher: upstream.clientDispatcher, headers: {} };
+  }
+}
+
+export function writeUnauthorized(res: ServerResponse): void {
+  writeStatus(res, 401, 'Unauthorized', 'Unauthorized');
+}
+
+/** Classify → account → intercept or forward, for one client request. */
+export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+  const { upstream, intercept, anonymousRequests, metrics, log, open } = deps;
+  const countBytes = (bytes: number) => metrics.proxiedBytes.inc({ direction: 'downstream' }, bytes);
+
+  return async (req, res) => {
+    const started = performance.now();
+    const info: RequestInfo = resolveRequestInfo(req.method ?? 'GET', req.url ?? '/');
+    const component = componentOf(req.headers['user-agent']);
+    const isWatch = info.verb === 'watch';
+    const labels = { component: componentLabel(component), verb: verbLabel(info.verb), resource: resourceLabel(info.resource, info.isResourceRequest) };
+
+    metrics.requestsInFlight.inc(labels);
+    if (isWatch) metrics.openWatches.inc({ component: labels.component, resource: labels.resource });
+    open.add(res, isWatch);
+    res.once('close', () => {
+      open.delete(res);
+      const code = res.headersSent ? res.statusCode : 0;
+      const seconds = (performance.now() - started) / 1000;
+      metrics.requestsInFlight.dec(labels);
+      metrics.requestsTotal.inc({ ...labels, code: String(code) });
+      if (isWatch) metrics.openWatches.dec({ component: labels.component, resource: labels.resource });
+      else metrics.requestDuration.observe({ verb: labels.verb }, seconds);
+      if (log.isLevelEnabled('debug')) {
+        log.debug({ component, verb: info.verb, resource: info.resource, subresource: info.subresource || undefined, namespace: info.namespace || undefined, code, ms: Math.round(seconds * 1000) }, 'request');
+      }
+    });
+    const length = Number(req.headers['content-length']);
+    if (length > 0) metrics.proxiedBytes.inc({ direction: 'upstream' }, length);
+
+    const forwardVia = forwardViaFor(req, upstream, anonymousRequests);
+    if (!forwardVia) {
+      writeUnauthorized(res);
+      return;
+    }
+    const ctx: InterceptContext = { req, res, info, component, upstream, forwardVia, log };
+    try {
+      if (await intercept(ctx)) return;
+    } catch (err) {
+      log.error({ err, verb: info.verb, resource: info.resource }, 'view engine failed on a request');
+      writeStatus(res, 500, 'InternalError', `poolview: ${(err as Error).message}`);
+      return;
+    }
+    await forwardRequest(ctx, { onDownstreamBytes: countBytes, onStop: (stop) => open.setStop(res, stop) });
+  };
+}
+
+export interface ProxyAppOptions {
+  handler: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+  https?: { cert: Buffer; key: Buffer };
+}
+
+/** A fastify app that hands every request, body unread, to the proxy handler. */
+export function createProxyApp(options: ProxyAppOptions): FastifyInstance {
+  const app = Fastify({
+    ...(options.https ? { https: { cert: options.https.cert, key: options.https.key } } : {}),
+    logger: false,
+    disableRequestLogging: true,
+    exposeHeadRoutes: false,
+    // Watches and exec sessions are long; the apiserver and the client decide when they end.
+    requestTimeout: 0,
+    connectionTimeout: 0,
+    return503OnClosing: true,
+  }) as unknown as FastifyInstance;
+  // Bodies stream through untouched: no parsing, no buffering, no size limit of our own.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_request, _payload, done) => done(null));
+  app.all('*', async (request, reply) => {
+    reply.hijack();
+    await options.handler(request.raw, reply.raw);
+  });
+  return app;
+}

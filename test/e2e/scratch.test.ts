@@ -1,0 +1,21 @@
+import { it } from 'vitest';
+import { sharedCluster, uniqueName } from '../support/shared-cluster.js';
+import { startKubeProxy } from '../support/kube-proxy.js';
+const cluster = sharedCluster();
+it('scratch', async () => {
+  const ns = uniqueName('scr');
+  await cluster.createNamespace(ns);
+  const node = uniqueName('node');
+  const t = Date.now();
+  const kp = await startKubeProxy({ cluster, nodeName: node });
+  console.log('kube-proxy synced in', Date.now() - t);
+  await cluster.createService(ns, 'web', { type: 'NodePort', ports: [{ name: 'http', port: 80, targetPort: 8080 }] });
+  await cluster.createService(ns, 'empty', { type: 'NodePort', ports: [{ name: 'http', port: 80, targetPort: 8080 }] });
+  await cluster.createEndpointSlice(ns, 'web-1', { service: 'web', ports: [{ name: 'http', port: 8080 }], endpoints: [{ ip: '10.244.1.5', nodeName: node }, { ip: '10.244.2.5', nodeName: 'other' }] });
+  const t2 = Date.now();
+  const r = await kp.waitFor((r) => r.services.get(`${ns}/web:http`)?.endpoints.length === 2);
+  console.log('rules in', Date.now() - t2);
+  console.log(JSON.stringify([...r.services.values()], null, 1));
+  console.log(r.raw);
+  console.log(kp.logTail(200)); await kp.stop();
+}, 120000);

@@ -1,0 +1,46 @@
+// poolview in-process against the e2e control plane, with its own identity and a log file.
+import { createWriteStream } from 'node:fs';
+import { join } from 'node:path';
+import { startPoolview, type RunningPoolview } from '../../src/app.js';
+import { createLogger } from '../../src/log.js';
+import type { Cluster } from './cluster.js';
+
+export interface TestPoolview extends RunningPoolview {
+  logFile: string;
+}
+
+/**
+ * Starts poolview for `nodeName` on free ports, talking to the cluster as the `poolview` identity.
+ * `bindAddress` defaults to 127.0.0.1; give a netns' hostIP for kube-proxy inside that namespace.
+ * Logs go to <workDir>/poolview-<node>.log at POOLVIEW_E2E_LOG_LEVEL (default info).
+ */
+export async function startTestPoolview(
+  cluster: Cluster,
+  opts: { nodeName: string; nodePoolName?: string; bindAddress?: string },
+): Promise<TestPoolview> {
+  const logFile = join(cluster.workDir, `poolview-${opts.nodeName}.log`);
+  const stream = createWriteStream(logFile, { flags: 'a' });
+  const logger = createLogger(process.env.POOLVIEW_E2E_LOG_LEVEL ?? 'info', stream);
+  const pv = await startPoolview(
+    {
+      nodeName: opts.nodeName,
+      nodePoolName: opts.nodePoolName,
+      kubeconfig: cluster.kubeconfig('poolview'),
+      bindAddress: opts.bindAddress ?? '127.0.0.1',
+      port: 0,
+      healthPort: 0,
+    },
+    { logger, probeIntervalMs: 1_000 },
+  ).catch((err: unknown) => {
+    stream.end();
+    throw err;
+  });
+  return {
+    ...pv,
+    logFile,
+    close: async () => {
+      await pv.close();
+      await new Promise<void>((resolve) => stream.end(resolve));
+    },
+  };
+}
