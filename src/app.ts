@@ -13,7 +13,7 @@ import { upstreamFromKubeconfig, type KubeUpstream } from './upstream.js';
 import { createProxyApp, createProxyHandler, OpenRequests } from './server.js';
 import { createUpgradeHandler } from './upgrade.js';
 import { createHealthApp, startUpstreamProbe } from './health.js';
-import { startViews, type ViewService } from './views/index.js';
+import { startViews, type ViewOptions, type ViewService } from './views/index.js';
 
 export type { PoolviewOptions };
 
@@ -34,6 +34,8 @@ export interface PoolviewDeps {
   shutdownGraceMs?: number;
   /** How often the apiserver is probed for /readyz. */
   probeIntervalMs?: number;
+  /** The view engine to run; tests of the bare proxy pass one that intercepts nothing. */
+  startViews?: (opts: ViewOptions) => Promise<ViewService>;
 }
 
 function readTlsFile(path: string, flag: string): Buffer {
@@ -77,7 +79,7 @@ export async function startPoolview(
     cleanups.push(() => probe.stop());
     await probe.probe();
 
-    const views: ViewService = await startViews({
+    const views: ViewService = await (deps.startViews ?? startViews)({
       upstream,
       nodeName: options.nodeName,
       nodePoolName: options.nodePoolName,

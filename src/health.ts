@@ -75,7 +75,7 @@ export function readyzResponse(checks: ReadinessCheck[], verbose: boolean): { co
 }
 
 export function createHealthApp(opts: { registry: Registry; checks: () => ReadinessCheck[] }): FastifyInstance {
-  const app = Fastify({ logger: false, disableRequestLogging: true });
+  const app = Fastify({ logger: false });
   const plain = { 'content-type': 'text/plain; charset=utf-8', 'x-content-type-options': 'nosniff', 'cache-control': 'no-cache, private' };
   const alive = async (_req: unknown, reply: FastifyReply) => reply.code(200).headers(plain).send('ok');
   app.get('/healthz', alive);

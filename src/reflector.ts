@@ -113,8 +113,6 @@ export class Reflector {
       try {
         if (needList) await this.list();
         needList = await this.watch();
-        this.backoffMs = 0;
-        this.lastError = undefined;
       } catch (err) {
         if (this.stopped) return;
         this.lastError = (err as Error).message;
@@ -143,6 +141,9 @@ export class Reflector {
       const text = await res.body.text();
       throw new Error(`watch ${this.opts.path}: HTTP ${res.statusCode}: ${text.slice(0, 200)}`);
     }
+    // Connected: a later drop is a fresh failure, not one more in a row.
+    this.backoffMs = 0;
+    this.lastError = undefined;
     for await (const line of jsonLines(res.body)) {
       const event = JSON.parse(line) as { type: string; object: KubeObject & { code?: number } };
       if (event.type === 'ERROR') {

@@ -310,7 +310,6 @@ export function createProxyApp(options: ProxyAppOptions): FastifyInstance {
   const app = Fastify({
     ...(options.https ? { https: { cert: options.https.cert, key: options.https.key } } : {}),
     logger: false,
-    disableRequestLogging: true,
     exposeHeadRoutes: false,
     // Watches and exec sessions are long; the apiserver and the client decide when they end.
     requestTimeout: 0,

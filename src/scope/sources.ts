@@ -68,7 +68,7 @@ export class ScopeSources implements Scope {
   // ---- Scope ----
 
   get nodePool(): string | undefined {
-    return this.opts.nodePoolName || this.poolOf(this.nodeName);
+    return this.opts.nodePoolName || this.nodeLabelPool.get(this.nodeName) || this.poolOf(this.nodeName);
   }
 
   poolOf(node: string): string | undefined {

@@ -22,14 +22,15 @@ interface KubeList {
 }
 
 /**
- * View contract (c): a targeted LIST is read no older than W, so its resourceVersion is past every
- * scope change already applied and the client's next WATCH from it needs no re-list.
+ * View contract (c): a targeted LIST is read no older than W and than the last scope change, so its
+ * resourceVersion is past every change already applied and the client's next WATCH from it needs
+ * no re-list. Upstream waits for that revision if it does not exist yet (node leases make it short).
  */
-export function freshListQuery(query: URLSearchParams, w: number): void {
+export function freshListQuery(query: URLSearchParams, notOlderThan: number): void {
   const rv = query.get('resourceVersion');
-  if (query.has('continue') || query.get('resourceVersionMatch') === 'Exact' || w === 0) return;
-  if (rv === '0' || (rv && rvNumber(rv) < w)) {
-    query.set('resourceVersion', String(w));
+  if (query.has('continue') || query.get('resourceVersionMatch') === 'Exact' || notOlderThan === 0) return;
+  if (!rv || rv === '0' || rvNumber(rv) < notOlderThan) {
+    query.set('resourceVersion', String(notOlderThan));
     query.set('resourceVersionMatch', 'NotOlderThan');
   }
 }
@@ -39,16 +40,27 @@ export async function serveList(ctx: InterceptContext, chain: readonly Filter[],
   const { metadataOnly, acceptable } = negotiate(req.headers.accept);
   if (!acceptable) return sendJson(res, 406, status(406, 'NotAcceptable', 'only application/json is served for filtered resources'));
   const url = new URL(req.url ?? '/', 'http://x');
-  if (info.verb === 'list') freshListQuery(url.searchParams, deps.revisions.high);
+  if (info.verb === 'list') freshListQuery(url.searchParams, Math.max(deps.revisions.high, deps.registry.changedAt(info.resource)));
 
   const abort = new AbortController();
   res.once('close', () => abort.abort());
-  const upstream = await getUpstream(ctx, url.pathname + url.search, abort.signal);
-  const type = String(upstream.headers['content-type'] ?? '');
-  if (upstream.statusCode !== 200 || !type.startsWith('application/json')) return relay(res, upstream);
-
-  const body = JSON.parse(await readAll(upstream.body));
-  const changedAt = deps.registry.changedAt(info.resource);
+  let body: KubeObject | KubeList;
+  let changedAt: number;
+  for (let attempt = 0; ; attempt++) {
+    const upstream = await getUpstream(ctx, url.pathname + url.search, abort.signal);
+    const type = String(upstream.headers['content-type'] ?? '');
+    if (upstream.statusCode !== 200 || !type.startsWith('application/json')) return relay(res, upstream);
+    body = JSON.parse(await readAll(upstream.body)) as KubeObject | KubeList;
+    // Objects are marked with the last scope change's revision (rule 5): it must be one the
+    // answer already covers, so a change that came in meanwhile means reading again.
+    changedAt = deps.registry.changedAt(info.resource);
+    const rv = rvNumber(body.metadata?.resourceVersion);
+    if (info.verb !== 'list' || changedAt <= rv || attempt === 3) {
+      changedAt = Math.min(changedAt, info.verb === 'list' ? rv : deps.revisions.high);
+      break;
+    }
+    freshListQuery(url.searchParams, changedAt);
+  }
   if (info.verb === 'get') {
     deps.revisions.observe((body as KubeObject).metadata?.resourceVersion);
     const out = applyChain(chain, body as KubeObject, deps.scope);
@@ -74,7 +86,6 @@ export async function serveList(ctx: InterceptContext, chain: readonly Filter[],
     items.push(metadataOnly ? toMetadata(served) : served);
   }
   const { remainingItemCount: _dropped, ...metadata } = list.metadata;
-  deps.registry.markServed(info.resource, rvNumber(list.metadata.resourceVersion));
   const result = metadataOnly
     ? { kind: 'PartialObjectMetadataList', apiVersion: 'meta.k8s.io/v1', metadata, items }
     : { ...list, metadata, items };

@@ -1,5 +1,5 @@
-// Open views by resource, and what every view needs to know about scope changes: when the last one
-// was applied (W at that moment) and which resourceVersions were served after it.
+// Open views by resource, and what every view needs to know about scope changes: the first
+// revision after the last one was applied.
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Revisions } from '../revisions.js';
@@ -14,15 +14,16 @@ export interface ReevaluatingView {
 interface ScopeChange {
   /** Counts the changes applied to the resource, so a view built meanwhile can catch up. */
   generation: number;
-  /** W when the change was applied: resuming at or below it needs a re-list, unless the rv is known safe. */
+  /**
+   * The first revision after the change: W + 1 when it was applied. Everything a client saw before
+   * the change is older; every list served after it waits until upstream reaches it (contract (c)),
+   * so a resourceVersion tells on its own which scope a client's view was built with.
+   */
   at: number;
-  /** resourceVersions served after the change (list and initial-events-end rvs): safe to resume from. */
-  safe: Set<number>;
 }
 
 /** Bursts within this window are applied as one change (a pool of 1,000 nodes changing). */
 const COALESCE_MS = 5;
-const MAX_SAFE = 10_000;
 
 export class ViewRegistry {
   private readonly views = new Map<string, Set<ReevaluatingView>>();
@@ -63,28 +64,28 @@ export class ViewRegistry {
     return this.changes.get(resource)?.at ?? 0;
   }
 
-  /** A watch may resume from rv without a re-list when no scope change happened at or after it. */
+  /** A watch may resume from rv without a re-list when its client's view was built after the last scope change. */
   canResume(resource: string, rv: number): boolean {
-    const change = this.changes.get(resource);
-    return !change || rv > change.at || change.safe.has(rv);
+    return rv >= this.changedAt(resource);
   }
 
-  markServed(resource: string, rv: number): void {
-    const change = this.changes.get(resource);
-    if (change && rv >= change.at && change.safe.size < MAX_SAFE) change.safe.add(rv);
-  }
-
+  /**
+   * Called as soon as a scope input changed. The change's revision is taken at once, so anything
+   * served from now on is marked with it; the open views are re-evaluated together a moment later.
+   */
   scopeChanged(resources: Iterable<string>, cause: string): void {
-    for (const resource of resources) if (!this.pending.has(resource)) this.pending.set(resource, cause);
+    const at = this.revisions.high + 1;
+    for (const resource of resources) {
+      this.changes.set(resource, { generation: this.generation(resource) + 1, at: Math.max(at, this.changedAt(resource)) });
+      if (!this.pending.has(resource)) this.pending.set(resource, cause);
+    }
     this.timer ??= setTimeout(() => this.flush(), COALESCE_MS);
   }
 
   private flush(): void {
     this.timer = undefined;
     const started = performance.now();
-    const at = this.revisions.high;
     for (const [resource, cause] of this.pending) {
-      this.changes.set(resource, { generation: this.generation(resource) + 1, at, safe: new Set() });
       for (const view of this.views.get(resource) ?? []) {
         try {
           view.reevaluate(cause);

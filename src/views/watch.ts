@@ -64,9 +64,11 @@ export class WatchView implements ReevaluatingView {
 
   /** A watch resumed at rv: what the client holds is the view of the state at rv. */
   seed(items: KubeObject[], rv: number): void {
+    // The client got these from a list or stream served after the last scope change, bumped alike.
+    const changedAt = this.deps.registry.changedAt(this.resource);
     for (const obj of items) {
-      const held = this.decide(obj) ?? undefined;
-      this.entries.set(objectKey(obj), { obj, held });
+      const out = this.decide(obj);
+      this.entries.set(objectKey(obj), { obj, held: out ? notOlderThan(out, changedAt) : undefined });
     }
     this.hwm = rv;
   }
@@ -82,7 +84,6 @@ export class WatchView implements ReevaluatingView {
     if (event.type === 'BOOKMARK') {
       if (this.initial && event.object.metadata.annotations?.[INITIAL_EVENTS_END] === 'true') {
         this.initial = false;
-        this.deps.registry.markServed(this.resource, rvNumber(rv));
       }
       this.advance(rv);
       this.write(line);
@@ -116,6 +117,13 @@ export class WatchView implements ReevaluatingView {
 
   reevaluate(cause: string): void {
     if (this.closed || !this.opts.transitions()) return;
+    if (this.initial) {
+      // The client is still building its list from events marked with the old scope's revision;
+      // a fresh streaming list is simpler than patching it (client-go retries on Expired).
+      this.write(JSON.stringify({ type: 'ERROR', object: expired(String(this.hwm), this.deps.revisions.high) }));
+      this.close();
+      return;
+    }
     const at = String(this.hwm);
     const count = (type: string) => this.deps.registry.metrics.synthesized.inc({ type, cause });
     for (const entry of this.entries.values()) {
@@ -123,19 +131,15 @@ export class WatchView implements ReevaluatingView {
       const held = entry.held;
       if (!out && !held) continue;
       if (!held) {
-        entry.held = this.initial ? notOlderThan(out!, this.deps.registry.changedAt(this.resource)) : withResourceVersion(out!, at);
+        entry.held = withResourceVersion(out!, at);
         this.send('ADDED', entry.held);
         count('ADDED');
       } else if (!out) {
         entry.held = undefined;
-        this.send('DELETED', this.initial ? held : withResourceVersion(held, at));
+        this.send('DELETED', withResourceVersion(held, at));
         count('DELETED');
       } else if (!sameContent(out, held)) {
-        if (this.initial) {
-          entry.held = withResourceVersion(out, held.metadata.resourceVersion!);
-          this.send('MODIFIED', entry.held);
-          count('MODIFIED');
-        } else if (held.metadata.resourceVersion !== at) {
+        if (held.metadata.resourceVersion !== at) {
           entry.held = withResourceVersion(out, at);
           this.send('MODIFIED', entry.held);
           count('MODIFIED');
@@ -200,7 +204,8 @@ export async function serveWatch(
   const streaming = query.get('sendInitialEvents') === 'true';
   const rv = query.get('resourceVersion') ?? '';
   const resumeAt = !streaming && rv !== '' && rv !== '0' ? rvNumber(rv) : 0;
-  if (streaming && rv && rvNumber(rv) < deps.revisions.high) query.set('resourceVersion', String(deps.revisions.high));
+  const changedAt = deps.registry.changedAt(info.resource);
+  if (streaming && changedAt > rvNumber(rv)) query.set('resourceVersion', String(changedAt));
 
   const view = new WatchView(ctx, chainFor, deps, { metadataOnly, streaming, transitions });
   res.once('close', () => view.close());

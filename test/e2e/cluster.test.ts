@@ -1,6 +1,7 @@
 // The e2e harness itself: identities, RBAC, the NodePool CRD and the object helpers behave as the
 // other e2e tests assume.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { KubeObject } from '../support/cluster.js';
 import { sharedCluster, uniqueName } from '../support/shared-cluster.js';
 
 const cluster = sharedCluster();
@@ -46,7 +47,7 @@ describe('e2e control plane', () => {
   it('creates Nodes with addresses, Services and EndpointSlices', async () => {
     const node = uniqueName('node');
     await cluster.createNode(node, { internalIP: '10.250.255.2', pool: 'p1' });
-    const got = await cluster.get<{ status: { addresses: { type: string; address: string }[] } }>('v1', 'Node', node);
+    const got = await cluster.get<KubeObject & { status: { addresses: { type: string; address: string }[] } }>('v1', 'Node', node);
     expect(got?.status.addresses).toContainEqual({ type: 'InternalIP', address: '10.250.255.2' });
     expect(got?.metadata?.labels?.['apps.openyurt.io/nodepool']).toBe('p1');
 

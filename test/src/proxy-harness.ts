@@ -12,6 +12,9 @@ export interface Harness {
   close(): Promise<void>;
 }
 
+/** A view engine that takes over nothing: tests of the bare proxy, with no informers of its own upstream. */
+export const noViews: NonNullable<PoolviewDeps['startViews']> = async () => ({ intercept: () => false, readiness: () => [], close: async () => {} });
+
 export const quietLogger = () => createLogger(process.env.POOLVIEW_TEST_LOG_LEVEL ?? 'silent');
 
 export async function startHarness(

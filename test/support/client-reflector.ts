@@ -229,7 +229,9 @@ export class ClientReflector {
         break;
       case 'DELETED':
         if (!held) this.violation(`DELETED for ${k}, which the client does not hold`);
-        else if (content(held) !== content(obj)) this.violation(`DELETED ${k} does not carry the version the client saw`);
+        else if (content(held) !== content(obj)) {
+          this.violation(`DELETED ${k} does not carry the version the client saw:\n  held ${content(held)}\n  sent ${content(obj)}`);
+        }
         this.cache.delete(k);
         break;
       case 'BOOKMARK':

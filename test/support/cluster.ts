@@ -468,6 +468,20 @@ export class Cluster {
     });
   }
 
+  /**
+   * A serving certificate signed by the cluster CA (so clients with the cluster's kubeconfig trust
+   * it) for 127.0.0.1, localhost and `ips`; e.g. for poolview's secure port.
+   */
+  async issueServingCert(name: string, ips: string[] = []): Promise<{ certFile: string; keyFile: string }> {
+    const pki = join(this.workDir, 'pki');
+    const dir = join(this.workDir, 'certs');
+    mkdirSync(dir, { recursive: true });
+    const base = join(dir, `${name}-${randomBytes(4).toString('hex')}`);
+    const sans = ['IP:127.0.0.1', 'DNS:localhost', ...ips.map((ip) => `IP:${ip}`)].join(',');
+    await issueCert(join(pki, 'ca.crt'), join(pki, 'ca.key'), base, `/CN=${name}`, sans);
+    return { certFile: `${base}.crt`, keyFile: `${base}.key` };
+  }
+
   /** Releases this handle's connections and kubectl children (the control plane keeps running). */
   async close(): Promise<void> {
     for (const child of this.children) child.kill('SIGKILL');
@@ -528,30 +542,33 @@ async function openssl(args: string[]): Promise<void> {
   if (r.code !== 0) throw new Error(`openssl ${args[0]} failed: ${r.stderr.trim()}`);
 }
 
+const EC_KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+
+/** Writes `<base>.key` and `<base>.crt`: a serving certificate for `sans` signed by the CA. */
+async function issueCert(caCrt: string, caKey: string, base: string, subject: string, sans: string): Promise<void> {
+  await openssl(['req', ...EC_KEY, '-keyout', `${base}.key`, '-out', `${base}.csr`, '-subj', subject]);
+  writeFileSync(
+    `${base}.ext`,
+    ['basicConstraints=CA:FALSE', 'keyUsage=critical,digitalSignature,keyEncipherment', 'extendedKeyUsage=serverAuth', `subjectAltName=${sans}`, ''].join('\n'),
+  );
+  await openssl([
+    'x509', '-req', '-in', `${base}.csr`, '-CA', caCrt, '-CAkey', caKey,
+    '-set_serial', `0x${randomBytes(8).toString('hex')}`, '-days', '30', '-extfile', `${base}.ext`, '-out', `${base}.crt`,
+  ]);
+}
+
 /** Cluster CA, apiserver serving certificate (127.0.0.1, localhost, the kubernetes Service), SA key. */
 async function generatePki(dir: string): Promise<{ ca: string; cert: string; key: string; saKey: string; saPub: string }> {
   mkdirSync(dir, { recursive: true });
   const f = (name: string): string => join(dir, name);
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
   await openssl([
-    'req', '-x509', ...ec, '-keyout', f('ca.key'), '-out', f('ca.crt'), '-days', '30', '-subj', '/CN=poolview-e2e-ca',
+    'req', '-x509', ...EC_KEY, '-keyout', f('ca.key'), '-out', f('ca.crt'), '-days', '30', '-subj', '/CN=poolview-e2e-ca',
     '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign,digitalSignature',
   ]);
-  await openssl(['req', ...ec, '-keyout', f('apiserver.key'), '-out', f('apiserver.csr'), '-subj', '/CN=kube-apiserver']);
-  writeFileSync(
-    f('apiserver.ext'),
-    [
-      'basicConstraints=CA:FALSE',
-      'keyUsage=critical,digitalSignature,keyEncipherment',
-      'extendedKeyUsage=serverAuth',
-      'subjectAltName=IP:127.0.0.1,IP:::1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local',
-      '',
-    ].join('\n'),
+  await issueCert(
+    f('ca.crt'), f('ca.key'), f('apiserver'), '/CN=kube-apiserver',
+    'IP:127.0.0.1,IP:::1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local',
   );
-  await openssl([
-    'x509', '-req', '-in', f('apiserver.csr'), '-CA', f('ca.crt'), '-CAkey', f('ca.key'),
-    '-set_serial', `0x${randomBytes(8).toString('hex')}`, '-days', '30', '-extfile', f('apiserver.ext'), '-out', f('apiserver.crt'),
-  ]);
   await openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', f('sa.key')]);
   await openssl(['pkey', '-in', f('sa.key'), '-pubout', '-out', f('sa.pub')]);
   return { ca: f('ca.crt'), cert: f('apiserver.crt'), key: f('apiserver.key'), saKey: f('sa.key'), saPub: f('sa.pub') };

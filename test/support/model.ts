@@ -11,6 +11,8 @@ export interface ModelDriver {
   put(resource: 'services' | 'endpointslices' | 'configmaps', obj: KubeObject): Promise<void>;
   remove(resource: 'services' | 'endpointslices', namespace: string, name: string): Promise<void>;
   setPoolNodes(pool: string, nodes: string[]): Promise<void>;
+  /** The Node's apps.openyurt.io/nodepool label, as yurt-manager keeps it with the NodePools. */
+  setNodePool(node: string, pool: string | undefined): Promise<void>;
   /** Current upstream objects, unfiltered. */
   list(resource: 'services' | 'endpointslices'): Promise<KubeObject[]>;
   compact?(): Promise<void>;
@@ -119,7 +121,10 @@ export async function runModel(opts: ModelOptions): Promise<{ events: number; re
       const violations = clients.flatMap((c) => c.reflector.violations);
       if (violations.length) throw new Error(`${ctx} ${label}: contract violations:\n${violations.join('\n')}`);
       if (diffs.length === 0) return;
-      if (Date.now() > deadline) throw new Error(`${ctx} ${label}: caches did not converge:\n${diffs.slice(0, 10).join('\n')}`);
+      if (Date.now() > deadline) {
+        const stats = clients.map((c) => `${c.component} ${c.resource}: relists=${c.reflector.relists} rewatches=${c.reflector.rewatches} lastSync=${c.reflector.lastSync}`);
+        throw new Error(`${ctx} ${label}: caches did not converge:\n${diffs.slice(0, 10).join('\n')}\n${stats.join('\n')}`);
+      }
       await new Promise((r) => setTimeout(r, 25));
     }
   }
@@ -155,7 +160,10 @@ export async function runModel(opts: ModelOptions): Promise<{ events: number; re
     };
   }
 
-  for (const [pool, members] of Object.entries(pools)) await opts.driver.setPoolNodes(pool, members);
+  for (const [pool, members] of Object.entries(pools)) {
+    await opts.driver.setPoolNodes(pool, members);
+    for (const node of members) await opts.driver.setNodePool(node, pool);
+  }
   const putConfigMap = () =>
     opts.driver.put('configmaps', { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'yurt-hub-cfg', namespace: 'kube-system' }, data: configMap });
   await putConfigMap();
@@ -187,7 +195,9 @@ export async function runModel(opts: ModelOptions): Promise<{ events: number; re
         const from = Object.keys(pools).find((p) => pools[p].includes(node));
         const to = pick(Object.keys(pools));
         if (from) pools[from] = pools[from].filter((n) => n !== node);
-        if (rand() < 0.9) pools[to].push(node);
+        const joins = rand() < 0.9;
+        if (joins) pools[to].push(node);
+        await opts.driver.setNodePool(node, joins ? to : undefined);
         if (from) await opts.driver.setPoolNodes(from, pools[from]);
         await opts.driver.setPoolNodes(to, pools[to]);
       } else if (r < 0.76) {

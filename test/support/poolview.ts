@@ -6,18 +6,26 @@ import { createLogger } from '../../src/log.js';
 import type { Cluster } from './cluster.js';
 
 export interface TestPoolview extends RunningPoolview {
+  /**
+   * poolview's HTTPS URL (certificate signed by the cluster CA). Clients use it: client-go does not
+   * send bearer tokens to plain-HTTP servers, so only here do requests carry the client's identity.
+   */
+  httpsUrl: string;
   logFile: string;
 }
 
 /**
- * Starts poolview for `nodeName` on free ports, talking to the cluster as the `poolview` identity.
- * `bindAddress` defaults to 127.0.0.1; give a netns' hostIP for kube-proxy inside that namespace.
+ * Starts poolview for `nodeName` on free ports (plain and HTTPS), talking to the cluster as the
+ * `poolview` identity. `bindAddress` defaults to 127.0.0.1; give a netns' hostIP for kube-proxy
+ * inside that namespace.
  * Logs go to <workDir>/poolview-<node>.log at POOLVIEW_E2E_LOG_LEVEL (default info).
  */
 export async function startTestPoolview(
   cluster: Cluster,
   opts: { nodeName: string; nodePoolName?: string; bindAddress?: string },
 ): Promise<TestPoolview> {
+  const bindAddress = opts.bindAddress ?? '127.0.0.1';
+  const tls = await cluster.issueServingCert(`poolview-${opts.nodeName}`, bindAddress === '127.0.0.1' ? [] : [bindAddress]);
   const logFile = join(cluster.workDir, `poolview-${opts.nodeName}.log`);
   const stream = createWriteStream(logFile, { flags: 'a' });
   const logger = createLogger(process.env.POOLVIEW_E2E_LOG_LEVEL ?? 'info', stream);
@@ -26,8 +34,11 @@ export async function startTestPoolview(
       nodeName: opts.nodeName,
       nodePoolName: opts.nodePoolName,
       kubeconfig: cluster.kubeconfig('poolview'),
-      bindAddress: opts.bindAddress ?? '127.0.0.1',
+      bindAddress,
       port: 0,
+      securePort: 0,
+      tlsCertFile: tls.certFile,
+      tlsPrivateKeyFile: tls.keyFile,
       healthPort: 0,
     },
     { logger, probeIntervalMs: 1_000 },
@@ -37,6 +48,7 @@ export async function startTestPoolview(
   });
   return {
     ...pv,
+    httpsUrl: pv.secureUrl!,
     logFile,
     close: async () => {
       await pv.close();

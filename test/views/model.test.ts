@@ -20,6 +20,13 @@ function fakeDriver(fake: FakeApiserver): ModelDriver {
     remove: async (resource, namespace, name) => void fake.delete(resource, namespace, name),
     setPoolNodes: async (pool, nodes) =>
       put('nodepools', { apiVersion: 'apps.openyurt.io/v1beta2', kind: 'NodePool', metadata: { name: pool }, spec: { type: 'Edge' }, status: { nodes } }),
+    setNodePool: async (node, pool) => {
+      const current = fake.get('nodes', undefined, node)!;
+      const labels = { ...current.metadata.labels };
+      if (pool) labels['apps.openyurt.io/nodepool'] = pool;
+      else delete labels['apps.openyurt.io/nodepool'];
+      fake.update('nodes', { ...current, metadata: { ...current.metadata, labels } });
+    },
     list: async (resource) => fake.list(resource) as KubeObject[],
     compact: async () => fake.compact(),
     dropWatches: async () => fake.dropWatches(),
@@ -29,6 +36,7 @@ function fakeDriver(fake: FakeApiserver): ModelDriver {
 describe('view contract model (fake apiserver)', () => {
   let fake: FakeApiserver;
   let proxy: RunningPoolview;
+  let leases: NodeJS.Timeout;
 
   beforeAll(async () => {
     fake = await startFakeApiserver({ bookmarkIntervalMs: 200 });
@@ -36,9 +44,13 @@ describe('view contract model (fake apiserver)', () => {
       for (const node of nodes) fake.create('nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name: node, labels: { 'apps.openyurt.io/nodepool': pool } } });
       fake.create('nodepools', { apiVersion: 'apps.openyurt.io/v1beta2', kind: 'NodePool', metadata: { name: pool }, spec: { type: 'Edge' }, status: { nodes } });
     }
+    // Like kubelets renewing node leases: upstream revisions keep moving in a real cluster.
+    fake.create('leases', { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: 'n1', namespace: 'kube-node-lease' } });
+    leases = setInterval(() => fake.update('leases', fake.get('leases', 'kube-node-lease', 'n1')!), 100);
     proxy = await startPoolview({ nodeName: 'n1', port: 0, healthPort: 0, logLevel: 'warn' }, { upstream: upstreamFromUrl(fake.url) });
   });
   afterAll(async () => {
+    clearInterval(leases);
     await proxy?.close();
     await fake?.close();
   });

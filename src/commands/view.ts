@@ -1,0 +1,634 @@
+// `poolview view`: what one node's component sees through poolview, and why.
+//
+// Read-only, against any cluster and without a running poolview: starts the same scope sources the
+// proxy uses (for the given node), LISTs Services and EndpointSlices once with poolview's own
+// credentials, applies the filters that target the component, and reports each Service and endpoint
+// the component does not see, with the filter and the annotation value or pool behind it.
+// The explanations are written here, next to (not inside) the filters: the decision always comes
+// from the filters themselves; an explanation that disagrees with it falls back to a plain statement.
+import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { pino, type Logger } from 'pino';
+import { request } from 'undici';
+import {
+  ANNOTATION_NODEPORT_AUTO_LISTEN,
+  ANNOTATION_NODEPORT_LISTEN,
+  ANNOTATION_TOPOLOGY_KEYS,
+  GATE_NODEPORT_AUTO_LISTEN,
+  LABEL_SERVICE_NAME,
+  TOPOLOGY_HOSTNAME,
+  TOPOLOGY_NODEPOOL,
+  TOPOLOGY_ZONE,
+  annotation,
+  label,
+} from '../../filters/annotations.js';
+import { builtinFilters } from '../../filters/index.js';
+import { applyChain, type Filter, type KubeObject, type Scope } from '../../filters/types.js';
+import { DEFAULTS, UsageError, parseFeatureGates } from '../options.js';
+import { Revisions } from '../revisions.js';
+import { ScopeSources } from '../scope/sources.js';
+import { Targeting, isNeverFiltered, normaliseComponent } from '../targeting.js';
+import type { Upstream } from '../types.js';
+import { UpstreamConfigError, upstreamFromKubeconfig } from '../upstream.js';
+
+export const HELP = `Usage: poolview view --node NAME [options]
+
+Shows what a node's component (kube-proxy by default) sees through poolview: which Services and
+EndpointSlice endpoints are in its view, and for each one left out, which filter removed it and why
+(the annotation value, the node's pool, the endpoint's node and pool).
+
+Read-only. Needs no running poolview: it reads the cluster with the given credentials (list/watch of
+services, endpointslices, nodes, nodepools and the yurt-hub-cfg ConfigMap) and applies the same
+filters and the same yurt-hub-cfg targeting as the proxy.
+
+Options:
+  --node NAME              node whose view to show (default: $NODE_NAME)
+  --component NAME         client component, as named by its User-Agent (default: kube-proxy),
+                           e.g. coredns, cilium-agent
+  --nodepool-name POOL     the node's pool, as poolview's --nodepool-name (default: the Node's
+                           apps.openyurt.io/nodepool label or NodePool membership)
+  --kubeconfig PATH        kubeconfig to use (default: $KUBECONFIG, else the in-cluster config,
+                           else ~/.kube/config)
+  --configmap-name NAME    ConfigMap that adds components to filters (default: ${DEFAULTS.configMapName})
+  --configmap-namespace NS namespace of that ConfigMap (default: ${DEFAULTS.configMapNamespace})
+  --feature-gates GATES    as given to the poolview DaemonSet, e.g. NodePortAutoListen=true
+  -o, --output FORMAT      table (default) or json
+  -h, --help               show this help
+
+Exit status: 0 shown, 1 the cluster could not be read, 2 invalid invocation.
+`;
+
+const SYNC_TIMEOUT_MS = 30_000;
+const REQUEST_TIMEOUT_MS = 30_000;
+const LIST_PAGE = 500;
+
+export interface ViewArgs {
+  node: string;
+  component: string;
+  nodePoolName?: string;
+  kubeconfig?: string;
+  configMapName: string;
+  configMapNamespace: string;
+  featureGates: Record<string, boolean>;
+  output: 'table' | 'json';
+  help: boolean;
+}
+
+type ValueFlag = 'node' | 'component' | 'nodepool-name' | 'kubeconfig' | 'configmap-name' | 'configmap-namespace' | 'feature-gates' | 'output';
+const VALUE_FLAGS: ReadonlySet<string> = new Set<ValueFlag>([
+  'node',
+  'component',
+  'nodepool-name',
+  'kubeconfig',
+  'configmap-name',
+  'configmap-namespace',
+  'feature-gates',
+  'output',
+]);
+const ALIASES: Record<string, ValueFlag> = { o: 'output', 'node-name': 'node' };
+
+/** Parses `poolview view` arguments; throws UsageError. */
+export function parseViewArgs(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ViewArgs {
+  const values = new Map<ValueFlag, string>();
+  let help = false;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '-h' || arg === '--help') {
+      help = true;
+      continue;
+    }
+    let name: string;
+    let value: string | undefined;
+    if (arg.startsWith('--')) {
+      const eq = arg.indexOf('=');
+      name = eq < 0 ? arg.slice(2) : arg.slice(2, eq);
+      value = eq < 0 ? undefined : arg.slice(eq + 1);
+    } else if (arg.startsWith('-o')) {
+      name = 'o';
+      value = arg.length > 2 ? arg.slice(arg[2] === '=' ? 3 : 2) : undefined;
+    } else if (arg.startsWith('-') && arg !== '-') {
+      throw new UsageError(`unknown flag ${arg}`);
+    } else {
+      throw new UsageError(`unexpected argument "${arg}"`);
+    }
+    const flag = (ALIASES[name] ?? name) as ValueFlag;
+    if (!VALUE_FLAGS.has(flag)) throw new UsageError(`unknown flag ${arg.split('=')[0]}`);
+    if (value === undefined) {
+      const next = argv[i + 1];
+      if (next === undefined || (next.startsWith('-') && next !== '-')) throw new UsageError(`${arg} needs a value`);
+      value = next;
+      i++;
+    }
+    values.set(flag, value);
+  }
+  if (help) return { ...emptyArgs(), help };
+
+  const node = (values.get('node') ?? env.NODE_NAME ?? '').trim();
+  if (!node) throw new UsageError('--node is required');
+  const component = normaliseComponent(values.get('component') ?? 'kube-proxy');
+  if (!component) throw new UsageError('--component must name a component, e.g. kube-proxy');
+  const output = values.get('output') ?? 'table';
+  if (output !== 'table' && output !== 'json') throw new UsageError(`--output: "${output}" is not one of table, json`);
+  const kubeconfig = values.get('kubeconfig');
+  if (kubeconfig === '') throw new UsageError('--kubeconfig needs a path');
+  return {
+    node,
+    component,
+    nodePoolName: values.get('nodepool-name')?.trim() || undefined,
+    kubeconfig,
+    configMapName: values.get('configmap-name') || DEFAULTS.configMapName,
+    configMapNamespace: values.get('configmap-namespace') || DEFAULTS.configMapNamespace,
+    featureGates: parseFeatureGates(values.get('feature-gates') ?? ''),
+    output,
+    help: false,
+  };
+}
+
+function emptyArgs(): ViewArgs {
+  return {
+    node: '',
+    component: 'kube-proxy',
+    configMapName: DEFAULTS.configMapName,
+    configMapNamespace: DEFAULTS.configMapNamespace,
+    featureGates: {},
+    output: 'table',
+    help: false,
+  };
+}
+
+/** --kubeconfig, else $KUBECONFIG (first existing entry), else in-cluster, else ~/.kube/config. */
+export function kubeconfigPath(flag: string | undefined, env: NodeJS.ProcessEnv): string | undefined {
+  if (flag) return flag;
+  const fromEnv = (env.KUBECONFIG ?? '').split(delimiter).filter(Boolean);
+  if (fromEnv.length > 0) return fromEnv.find((p) => existsSync(p)) ?? fromEnv[0];
+  if (env.KUBERNETES_SERVICE_HOST && env.KUBERNETES_SERVICE_PORT) return undefined;
+  const home = join(env.HOME || homedir(), '.kube', 'config');
+  return existsSync(home) ? home : undefined;
+}
+
+// ---- the report -------------------------------------------------------------------------------------
+
+export interface ServiceView {
+  namespace: string;
+  name: string;
+  type: string;
+  visible: boolean;
+  reason?: string;
+}
+
+export interface RemovedEndpoint {
+  ip: string;
+  node: string | null;
+  reason: string;
+}
+
+export interface EndpointSliceView {
+  namespace: string;
+  name: string;
+  service: string | null;
+  kept: string[];
+  removed: RemovedEndpoint[];
+  /** Why a targeted slice was left unchanged when its Service asks for topology (fail-open cases). */
+  note?: string;
+}
+
+export interface ViewReport {
+  node: string;
+  pool: string | null;
+  component: string;
+  /** Filters applied to this component's LISTs, in chain order. */
+  filters: { services: string[]; endpointslices: string[] };
+  services: ServiceView[];
+  endpointSlices: EndpointSliceView[];
+}
+
+const quote = (value: string) => JSON.stringify(value);
+
+function poolOfText(scope: Scope, node: string | undefined): string {
+  if (node === undefined) return 'no node';
+  const pool = scope.poolOf(node);
+  return pool ? `${node} (pool ${pool})` : `${node} (in no pool)`;
+}
+
+/** nodeportisolation's verdict on `listen` for `pool`, and which entry decided it (same rules as the filter). */
+export function listenVerdict(listen: string, pool: string): { listens: boolean; why: string } {
+  let star = false;
+  for (const raw of listen.split(',')) {
+    const entry = raw.trim();
+    if (entry === pool) return { listens: true, why: `enables pool ${pool}` };
+    if (entry === '-' + pool) return { listens: false, why: `disables pool ${pool}` };
+    if (entry === '*') star = true;
+  }
+  return star ? { listens: true, why: `enables every pool (*), ${pool} included` } : { listens: false, why: `does not enable pool ${pool}` };
+}
+
+/**
+ * Why nodeportisolation keeps or drops a Service for this node; undefined when the filter does not
+ * look at it (not NodePort/LoadBalancer, no listen annotations). `visible` is the filter's own verdict.
+ */
+export function explainNodePort(service: KubeObject, scope: Scope, visible: boolean): string | undefined {
+  const type = serviceType(service);
+  if (type !== 'NodePort' && type !== 'LoadBalancer') return undefined;
+  const listen = annotation(service, ANNOTATION_NODEPORT_LISTEN);
+  const autoListen = annotation(service, ANNOTATION_NODEPORT_AUTO_LISTEN);
+  if (listen === undefined && autoListen === undefined) return undefined;
+  const pool = scope.nodePool;
+  const explained = (text: string, expectVisible: boolean) =>
+    expectVisible === visible ? `nodeportisolation: ${text}` : fallback('nodeportisolation', visible);
+  if (!pool) return explained(`node ${scope.nodeName} is in no pool, so it listens on every NodePort`, true);
+  if (listen !== undefined) {
+    const verdict = listenVerdict(listen, pool);
+    return explained(`${ANNOTATION_NODEPORT_LISTEN}=${quote(listen)} ${verdict.why}`, verdict.listens);
+  }
+  const auto = `${ANNOTATION_NODEPORT_AUTO_LISTEN}=${quote(autoListen!)}`;
+  if (autoListen!.trim().toLowerCase() !== 'true') return undefined;
+  if (!scope.gate(GATE_NODEPORT_AUTO_LISTEN)) return explained(`${auto} is ignored: feature gate ${GATE_NODEPORT_AUTO_LISTEN} is off`, true);
+  const { namespace, name } = service.metadata;
+  const pools = namespace && name ? scope.endpointPools(namespace, name) : undefined;
+  if (pools === undefined) return explained(`${auto}: the pools of its endpoints are not known yet, so it stays`, true);
+  const list = [...pools].sort();
+  const where = list.length === 0 ? 'no pool' : `pool${list.length > 1 ? 's' : ''} ${list.join(', ')}`;
+  return pools.has(pool)
+    ? explained(`${auto}: its ready endpoints run in ${where}, pool ${pool} included`, true)
+    : explained(`${auto}: its ready endpoints run in ${where}, not in pool ${pool}`, false);
+}
+
+/** Why servicetopology removed an endpoint on `node` from this node's view. */
+export function explainTopologyRemoval(service: KubeObject | undefined, scope: Scope, ip: string, node: string | undefined): string {
+  const keys = service ? annotation(service, ANNOTATION_TOPOLOGY_KEYS) : undefined;
+  const where = node === undefined ? `${ip} names no node` : `${ip} is on ${poolOfText(scope, node)}`;
+  const setting = `${ANNOTATION_TOPOLOGY_KEYS}=${keys}`;
+  if (keys === TOPOLOGY_NODEPOOL || keys === TOPOLOGY_ZONE) {
+    const pool = scope.nodePool;
+    if (!pool) return `servicetopology: ${setting} and node ${scope.nodeName} is in no pool, so only endpoints on ${scope.nodeName} are kept; ${where}`;
+    return `servicetopology: ${setting} keeps endpoints on pool ${pool} nodes; ${where}`;
+  }
+  if (keys === TOPOLOGY_HOSTNAME) return `servicetopology: ${setting} keeps endpoints on node ${scope.nodeName}; ${where}`;
+  return `servicetopology: removed; ${where}`;
+}
+
+/** For a slice servicetopology left whole although its Service asks for topology: why (fail-open). */
+export function explainTopologyUnchanged(slice: KubeObject, scope: Scope): string | undefined {
+  const serviceName = label(slice, LABEL_SERVICE_NAME);
+  if (!serviceName) return undefined;
+  const service = scope.service(slice.metadata.namespace ?? '', serviceName);
+  if (!service) return `servicetopology: Service ${slice.metadata.namespace}/${serviceName} not found; endpoints unchanged`;
+  const keys = annotation(service, ANNOTATION_TOPOLOGY_KEYS);
+  if (keys === TOPOLOGY_NODEPOOL || keys === TOPOLOGY_ZONE) {
+    const pool = scope.nodePool;
+    if (pool && scope.poolMembers(pool) === undefined) {
+      return `servicetopology: ${ANNOTATION_TOPOLOGY_KEYS}=${keys} but the members of pool ${pool} are not known (no NodePool ${pool}); endpoints unchanged`;
+    }
+  }
+  return undefined;
+}
+
+function fallback(filter: string, visible: boolean): string {
+  return visible ? `${filter}: kept` : `${filter}: not in this node's view`;
+}
+
+function serviceType(service: KubeObject): string {
+  const spec = service.spec as { type?: unknown } | undefined;
+  return typeof spec?.type === 'string' && spec.type !== '' ? spec.type : 'ClusterIP';
+}
+
+function endpointsOf(slice: KubeObject | null): unknown[] {
+  return slice && Array.isArray(slice.endpoints) ? slice.endpoints : [];
+}
+
+function addressesOf(endpoint: unknown): string[] {
+  const addresses = (endpoint as { addresses?: unknown } | null)?.addresses;
+  return Array.isArray(addresses) ? addresses.filter((a): a is string => typeof a === 'string') : [];
+}
+
+function nodeOf(endpoint: unknown): string | undefined {
+  const e = endpoint as { nodeName?: unknown; topology?: Record<string, unknown> } | null;
+  if (typeof e?.nodeName === 'string' && e.nodeName !== '') return e.nodeName;
+  const host = e?.topology?.['kubernetes.io/hostname'];
+  return typeof host === 'string' && host !== '' ? host : undefined;
+}
+
+/** Endpoints of `before` missing from `after`, compared by content (a filter may copy what it keeps). */
+function removedEndpoints(before: readonly unknown[], after: readonly unknown[]): unknown[] {
+  const left = new Map<string, number>();
+  for (const e of after) {
+    const key = JSON.stringify(e);
+    left.set(key, (left.get(key) ?? 0) + 1);
+  }
+  const removed: unknown[] = [];
+  for (const e of before) {
+    const key = JSON.stringify(e);
+    const n = left.get(key) ?? 0;
+    if (n > 0) left.set(key, n - 1);
+    else removed.push(e);
+  }
+  return removed;
+}
+
+function typed(item: KubeObject, kind: string, apiVersion: string): KubeObject {
+  return item.kind ? item : { ...item, kind, apiVersion };
+}
+
+const byKey = (a: { namespace: string; name: string }, b: { namespace: string; name: string }) =>
+  a.namespace === b.namespace ? (a.name < b.name ? -1 : a.name > b.name ? 1 : 0) : a.namespace < b.namespace ? -1 : 1;
+
+export function viewService(item: KubeObject, chain: readonly Filter[], scope: Scope): ServiceView {
+  const service = typed(item, 'Service', 'v1');
+  const out = applyChain(chain, service, scope);
+  const view: ServiceView = {
+    namespace: service.metadata.namespace ?? '',
+    name: service.metadata.name ?? '',
+    type: serviceType(service),
+    visible: out !== null,
+  };
+  // Walk the chain to name the filter that decided (a drop ends it).
+  let current: KubeObject = service;
+  for (const filter of chain) {
+    const next = filter.apply(current, scope);
+    const said = filter.name === 'nodeportisolation' ? explainNodePort(current, scope, next !== null) : next === null ? fallback(filter.name, false) : undefined;
+    if (said !== undefined && (next === null || view.reason === undefined)) view.reason = said;
+    if (next === null) break;
+    current = next;
+  }
+  return view;
+}
+
+export function viewEndpointSlice(item: KubeObject, chain: readonly Filter[], scope: Scope): EndpointSliceView {
+  const slice = typed(item, 'EndpointSlice', 'discovery.k8s.io/v1');
+  const out = applyChain(chain, slice, scope);
+  const serviceName = label(slice, LABEL_SERVICE_NAME) ?? null;
+  const namespace = slice.metadata.namespace ?? '';
+  const service = serviceName ? scope.service(namespace, serviceName) : undefined;
+
+  // Which filter removed each endpoint: step through the chain (endpoints keyed by content).
+  const removedBy = new Map<string, string>();
+  let current: KubeObject = slice;
+  for (const filter of chain) {
+    const next = filter.apply(current, scope);
+    const gone = next === null ? endpointsOf(current) : removedEndpoints(endpointsOf(current), endpointsOf(next));
+    for (const e of gone) if (!removedBy.has(JSON.stringify(e))) removedBy.set(JSON.stringify(e), filter.name);
+    if (next === null) break;
+    current = next;
+  }
+
+  const kept = endpointsOf(out).flatMap(addressesOf);
+  const removed: RemovedEndpoint[] = [];
+  for (const e of removedEndpoints(endpointsOf(slice), endpointsOf(out))) {
+    const filter = removedBy.get(JSON.stringify(e)) ?? chain.at(-1)?.name ?? 'filter';
+    const node = nodeOf(e);
+    for (const ip of addressesOf(e)) {
+      const reason =
+        out === null
+          ? `${filter}: the EndpointSlice is not in this node's view`
+          : filter === 'servicetopology'
+            ? explainTopologyRemoval(service, scope, ip, node)
+            : `${filter}: removed; ${ip} is on ${poolOfText(scope, node)}`;
+      removed.push({ ip, node: node ?? null, reason });
+    }
+  }
+  const view: EndpointSliceView = { namespace, name: slice.metadata.name ?? '', service: serviceName, kept, removed };
+  if (removed.length === 0 && chain.some((f) => f.name === 'servicetopology')) {
+    const note = explainTopologyUnchanged(slice, scope);
+    if (note && service && annotation(service, ANNOTATION_TOPOLOGY_KEYS)) view.note = note;
+  }
+  return view;
+}
+
+export function buildReport(input: {
+  node: string;
+  component: string;
+  scope: Scope;
+  targeting: Targeting;
+  services: readonly KubeObject[];
+  endpointSlices: readonly KubeObject[];
+}): ViewReport {
+  const { scope, targeting, component } = input;
+  const serviceChain = targeting.filtersFor(component, 'services', 'list');
+  const sliceChain = targeting.filtersFor(component, 'endpointslices', 'list');
+  return {
+    node: input.node,
+    pool: scope.nodePool ?? null,
+    component,
+    filters: { services: serviceChain.map((f) => f.name), endpointslices: sliceChain.map((f) => f.name) },
+    services: input.services.map((s) => viewService(s, serviceChain, scope)).sort(byKey),
+    endpointSlices: input.endpointSlices.map((s) => viewEndpointSlice(s, sliceChain, scope)).sort(byKey),
+  };
+}
+
+// ---- table output -----------------------------------------------------------------------------------
+
+function columns(rows: string[][]): string {
+  const widths: number[] = [];
+  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
+  return rows.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]))).join('   ').trimEnd()).join('\n');
+}
+
+function ipList(ips: readonly string[], max = 4): string {
+  if (ips.length === 0) return '<none>';
+  return ips.length <= max ? ips.join(',') : `${ips.slice(0, max).join(',')},… (+${ips.length - max})`;
+}
+
+export function formatTable(report: ViewReport): string {
+  const out: string[] = [];
+  out.push(`NODE ${report.node}   POOL ${report.pool ?? '<none>'}   COMPONENT ${report.component}`);
+  const f = report.filters;
+  if (f.services.length === 0 && f.endpointslices.length === 0) {
+    out.push(`No filter targets ${report.component}: it sees Services and EndpointSlices unfiltered.`);
+  } else {
+    out.push(`FILTERS   services: ${f.services.join(', ') || '<none>'}   endpointslices: ${f.endpointslices.join(', ') || '<none>'}`);
+  }
+
+  const visible = report.services.filter((s) => s.visible).length;
+  out.push('', `SERVICES (${visible} of ${report.services.length} visible)`);
+  out.push(
+    columns([
+      ['NAMESPACE', 'NAME', 'TYPE', 'VISIBLE', 'REASON'],
+      ...report.services.map((s) => [s.namespace, s.name, s.type, s.visible ? 'yes' : 'no', s.reason ?? '']),
+    ]),
+  );
+
+  const removedCount = report.endpointSlices.reduce((n, s) => n + s.removed.length, 0);
+  const touched = report.endpointSlices.filter((s) => s.removed.length > 0).length;
+  out.push('', `ENDPOINTSLICES (${removedCount} endpoint${removedCount === 1 ? '' : 's'} removed from ${touched} of ${report.endpointSlices.length})`);
+  out.push(
+    columns([
+      ['NAMESPACE', 'NAME', 'SERVICE', 'KEPT', 'REMOVED'],
+      ...report.endpointSlices.map((s) => [s.namespace, s.name, s.service ?? '<none>', ipList(s.kept), s.removed.length === 0 ? '-' : ipList(s.removed.map((r) => r.ip))]),
+    ]),
+  );
+  const details = report.endpointSlices.flatMap((s) => [
+    ...s.removed.map((r) => [`${s.namespace}/${s.name}`, r.ip, r.reason]),
+    ...(s.note ? [[`${s.namespace}/${s.name}`, '', s.note]] : []),
+  ]);
+  if (details.length > 0) out.push('', 'REMOVED ENDPOINTS', columns([['ENDPOINTSLICE', 'IP', 'REASON'], ...details]));
+  return out.join('\n') + '\n';
+}
+
+// ---- cluster access ---------------------------------------------------------------------------------
+
+/** A failure reading the cluster: the CLI prints the message alone and exits 1. */
+class ClusterError extends Error {}
+
+function causeText(err: unknown): string {
+  const e = err as { message?: string; code?: string; cause?: unknown; errors?: unknown[] };
+  if (e?.cause) return causeText(e.cause);
+  if (e?.message) return e.message;
+  if (Array.isArray(e?.errors) && e.errors.length > 0) return causeText(e.errors[0]);
+  return e?.code ?? String(err);
+}
+
+function statusMessage(text: string): string {
+  try {
+    const status = JSON.parse(text) as { message?: string; reason?: string };
+    if (status.message) return status.message;
+    if (status.reason) return status.reason;
+  } catch {
+    // not a Status
+  }
+  return text.trim().slice(0, 200) || '(empty body)';
+}
+
+/** LISTs a collection (all pages, or only the first with `onePage`) with poolview's own credentials. */
+async function listAll(upstream: Upstream, path: string, query: Record<string, string> = {}, onePage = false): Promise<KubeObject[]> {
+  const items: KubeObject[] = [];
+  let continueToken: string | undefined;
+  do {
+    const url = new URL(path, upstream.url);
+    for (const [k, v] of Object.entries({ ...query, limit: String(onePage ? 1 : LIST_PAGE) })) url.searchParams.set(k, v);
+    if (continueToken) url.searchParams.set('continue', continueToken);
+    let res;
+    try {
+      res = await request(url, {
+        dispatcher: upstream.ownDispatcher,
+        headers: { accept: 'application/json', 'user-agent': 'poolview-view', ...upstream.ownHeaders() },
+        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+      });
+    } catch (err) {
+      throw new ClusterError(`cannot reach the apiserver at ${upstream.url.origin}: ${causeText(err)}`);
+    }
+    const text = await res.body.text();
+    if (res.statusCode !== 200) {
+      throw new ClusterError(`list ${path}: HTTP ${res.statusCode} from ${upstream.url.origin}: ${statusMessage(text)}`);
+    }
+    const list = JSON.parse(text) as { metadata?: { continue?: string }; items?: KubeObject[] };
+    items.push(...(list.items ?? []));
+    continueToken = onePage ? undefined : list.metadata?.continue || undefined;
+  } while (continueToken);
+  return items;
+}
+
+const AUTH_FAILURE = /HTTP (401|403)\b/;
+
+/** Waits for the scope sources; fails early when one is refused (401/403) rather than retrying for 30 s. */
+async function waitSynced(scope: ScopeSources, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!scope.synced) {
+    const refused = scope.readiness().find((r) => !r.ok && r.detail && AUTH_FAILURE.test(r.detail));
+    if (refused) throw new ClusterError(`${refused.name}: ${readinessDetail(refused.detail!)}`);
+    if (Date.now() >= deadline) {
+      const pending = scope
+        .readiness()
+        .filter((r) => !r.ok)
+        .map((r) => (r.detail ? `${r.name} (${readinessDetail(r.detail)})` : r.name));
+      throw new ClusterError(`scope sources not synced within ${Math.round(timeoutMs / 1000)}s: ${pending.join(', ')}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  // Endpoint pools (auto-listen) are published on a timer right after the sources sync.
+  await new Promise((r) => setTimeout(r, 20));
+}
+
+/** `list /api/v1/nodes: HTTP 403: {Status JSON}` → `list /api/v1/nodes: HTTP 403: <message>`. */
+function readinessDetail(detail: string): string {
+  const m = /^(.*?HTTP \d+: )(.*)$/s.exec(detail);
+  if (!m) return detail;
+  const message = /"message":"((?:[^"\\]|\\.)*)"/.exec(m[2]);
+  return m[1] + (message ? JSON.parse(`"${message[1]}"`) : m[2]);
+}
+
+export interface ViewIo {
+  stdout: { write(chunk: string): unknown };
+  stderr: { write(chunk: string): unknown };
+  /** The CLI's environment (NODE_NAME, KUBECONFIG, ...); default process.env. */
+  env?: Record<string, string | undefined>;
+}
+
+export interface ViewDeps {
+  /** An apiserver to use instead of the kubeconfig (tests); the caller keeps ownership. */
+  upstream?: Upstream;
+  /** How long to wait for the scope sources (default 30 s). */
+  syncTimeoutMs?: number;
+  env?: NodeJS.ProcessEnv;
+}
+
+function silentLogger(): Logger {
+  return pino({ level: 'silent' }, { write() {} });
+}
+
+export async function run(argv: string[], io: ViewIo = { stdout: process.stdout, stderr: process.stderr }, deps: ViewDeps = {}): Promise<number> {
+  const env = deps.env ?? io.env ?? process.env;
+  let args: ViewArgs;
+  try {
+    args = parseViewArgs(argv, env);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    io.stderr.write(`poolview view: ${err.message}\nRun 'poolview view --help' for usage.\n`);
+    return 2;
+  }
+  if (args.help) {
+    io.stdout.write(HELP);
+    return 0;
+  }
+
+  let upstream = deps.upstream;
+  let owned: { close(): Promise<void> } | undefined;
+  if (!upstream) {
+    try {
+      const built = await upstreamFromKubeconfig(kubeconfigPath(args.kubeconfig, env));
+      upstream = built;
+      owned = built;
+    } catch (err) {
+      io.stderr.write(`poolview view: ${(err as Error).message}\n`);
+      return err instanceof UpstreamConfigError ? 2 : 1;
+    }
+  }
+
+  const targeting = new Targeting(builtinFilters);
+  const scope = new ScopeSources({
+    upstream,
+    nodeName: args.node,
+    nodePoolName: args.nodePoolName,
+    configMap: { namespace: args.configMapNamespace, name: args.configMapName },
+    featureGates: args.featureGates,
+    targeting,
+    revisions: new Revisions(),
+    log: silentLogger(),
+    autoListenDebounceMs: 0,
+  });
+  try {
+    // One cheap request first: an unreachable or refusing apiserver fails now, not after 30 s.
+    await listAll(upstream, '/api/v1/services', {}, true);
+    scope.start();
+    await waitSynced(scope, deps.syncTimeoutMs ?? SYNC_TIMEOUT_MS);
+    const [nodes, services, endpointSlices] = await Promise.all([
+      listAll(upstream, '/api/v1/nodes', { fieldSelector: `metadata.name=${args.node}` }),
+      listAll(upstream, '/api/v1/services'),
+      listAll(upstream, '/apis/discovery.k8s.io/v1/endpointslices'),
+    ]);
+    if (nodes.length === 0) io.stderr.write(`warning: node ${quote(args.node)} not found in the cluster\n`);
+    if (isNeverFiltered(args.component)) io.stderr.write(`warning: ${args.component} is never filtered by poolview\n`);
+    for (const warning of targeting.configWarnings) io.stderr.write(`warning: ${warning}\n`);
+    const report = buildReport({ node: args.node, component: args.component, scope, targeting, services, endpointSlices });
+    io.stdout.write(args.output === 'json' ? JSON.stringify(report, null, 2) + '\n' : formatTable(report));
+    return 0;
+  } catch (err) {
+    // One line, no stack: ClusterError messages are written for this; anything else is still a
+    // failure to read the cluster (e.g. a body that is not JSON).
+    io.stderr.write(`poolview view: ${err instanceof ClusterError ? err.message : causeText(err)}\n`);
+    return 1;
+  } finally {
+    scope.stop();
+    await owned?.close().catch(() => {});
+  }
+}
