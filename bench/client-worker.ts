@@ -139,11 +139,11 @@ serve({
     return { open: watches.length, ms: now() - started };
   },
 
-  /** From now on, each open watch waits for an event about every one of `keys`. */
-  arm: ({ keys }: { keys: string[] }) => {
+  /** From now on, each open watch waits for an event about every one of the keys given for its path. */
+  arm: ({ keysByPath }: { keysByPath: Record<string, string[]> }) => {
     armedAt = now();
     for (const w of watches) {
-      w.waitFor = new Set(keys);
+      w.waitFor = new Set(keysByPath[w.path] ?? []);
       w.first = undefined;
       w.done = undefined;
       w.pending = '';
@@ -155,7 +155,7 @@ serve({
   collect: async ({ timeoutMs }: { timeoutMs: number }) => {
     const deadline = now() + timeoutMs;
     while (watches.some((w) => w.waitFor && w.waitFor.size > 0) && now() < deadline) await new Promise((r) => setTimeout(r, 2));
-    const out = watches.map((w) => ({ first: w.first ?? null, done: w.done ?? null, missing: w.waitFor?.size ?? 0 }));
+    const out = watches.map((w) => ({ path: w.path, first: w.first ?? null, done: w.done ?? null, missing: w.waitFor?.size ?? 0 }));
     for (const w of watches) w.waitFor = undefined;
     return out;
   },

@@ -48,8 +48,19 @@ export async function startViews(opts: ViewOptions): Promise<ViewService> {
   const targeting = new Targeting(builtinFilters);
   const scope = new ScopeSources({ ...opts, targeting, revisions });
   const registry = new ViewRegistry(revisions, opts.registry, opts.log);
-  scope.onChange((resources, cause) => registry.scopeChanged(resources, cause));
+  // Changes seen while the sources are still syncing concern no view and no list yet.
+  scope.onChange((resources, cause) => {
+    if (scope.synced) registry.scopeChanged(resources, cause);
+  });
   scope.start();
+  // Components a filter targets now or did before: only their views ever differed from upstream,
+  // so only their answers need the scope-change marks of rule 5. Bounded by the ConfigMap's size.
+  const everTargeted = new Set<string>();
+  const noteTargeted = () => {
+    for (const filter of builtinFilters) for (const c of targeting.componentsFor(filter.name)) everTargeted.add(c);
+  };
+  noteTargeted();
+  scope.onChange(noteTargeted);
   const deps: ViewDeps = { scope, revisions, registry };
   const filterable = new Set(builtinFilters.flatMap((f) => f.resources));
   const transitions = () => scope.gate('ViewTransitions');
@@ -73,10 +84,11 @@ export async function startViews(opts: ViewOptions): Promise<ViewService> {
       sendJson(ctx.res, 503, status(503, 'ServiceUnavailable', 'poolview: scope sources are not synced yet'), { 'retry-after': '1' });
       return true;
     }
-    if (info.verb !== 'watch' && !targeted() && registry.changedAt(info.resource) === 0) return false;
+    const marked = everTargeted.has(component);
+    if (info.verb !== 'watch' && !marked) return false;
     try {
       if (info.verb === 'watch') {
-        await serveWatch(ctx, () => targeting.filtersFor(component, info.resource, 'watch'), deps, transitions);
+        await serveWatch(ctx, () => targeting.filtersFor(component, info.resource, 'watch'), deps, { transitions, marked });
       } else {
         await serveList(ctx, targeting.filtersFor(component, info.resource, info.verb), deps);
       }

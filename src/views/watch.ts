@@ -44,7 +44,7 @@ export class WatchView implements ReevaluatingView {
     private readonly ctx: InterceptContext,
     private readonly chainFor: () => readonly Filter[],
     private readonly deps: ViewDeps,
-    private readonly opts: { metadataOnly: boolean; streaming: boolean; transitions: () => boolean },
+    private readonly opts: { metadataOnly: boolean; streaming: boolean; transitions: () => boolean; marked: boolean },
   ) {
     this.resource = ctx.info.resource;
     this.initial = opts.streaming;
@@ -58,6 +58,11 @@ export class WatchView implements ReevaluatingView {
     return this.abort.signal;
   }
 
+  /** The scope-change mark for served objects (rule 5); untargeted components always saw upstream content. */
+  private changedAt(): number {
+    return this.opts.marked ? this.deps.registry.changedAt(this.resource) : 0;
+  }
+
   private decide(obj: KubeObject): KubeObject | null {
     return applyChain(this.chainFor(), obj, this.deps.scope);
   }
@@ -65,7 +70,7 @@ export class WatchView implements ReevaluatingView {
   /** A watch resumed at rv: what the client holds is the view of the state at rv. */
   seed(items: KubeObject[], rv: number): void {
     // The client got these from a list or stream served after the last scope change, bumped alike.
-    const changedAt = this.deps.registry.changedAt(this.resource);
+    const changedAt = this.changedAt();
     for (const obj of items) {
       const out = this.decide(obj);
       this.entries.set(objectKey(obj), { obj, held: out ? notOlderThan(out, changedAt) : undefined });
@@ -103,7 +108,7 @@ export class WatchView implements ReevaluatingView {
     const next: Entry = { obj };
     if (out) {
       const type = entry?.held ? 'MODIFIED' : 'ADDED';
-      next.held = this.initial ? notOlderThan(out, this.deps.registry.changedAt(this.resource)) : out;
+      next.held = this.initial ? notOlderThan(out, this.changedAt()) : out;
       if (next.held === obj && type === event.type && !this.opts.metadataOnly) this.write(line);
       else this.send(type, next.held);
     } else if (entry?.held && this.opts.transitions()) {
@@ -194,8 +199,9 @@ export async function serveWatch(
   ctx: InterceptContext,
   chainFor: () => readonly Filter[],
   deps: ViewDeps,
-  transitions: () => boolean,
+  opts: { transitions: () => boolean; marked: boolean },
 ): Promise<void> {
+  const { transitions, marked } = opts;
   const { req, res, info } = ctx;
   const { metadataOnly, acceptable } = negotiate(req.headers.accept);
   if (!acceptable) return sendJson(res, 406, status(406, 'NotAcceptable', 'only application/json is served for filtered resources'));
@@ -204,10 +210,10 @@ export async function serveWatch(
   const streaming = query.get('sendInitialEvents') === 'true';
   const rv = query.get('resourceVersion') ?? '';
   const resumeAt = !streaming && rv !== '' && rv !== '0' ? rvNumber(rv) : 0;
-  const changedAt = deps.registry.changedAt(info.resource);
+  const changedAt = marked ? deps.registry.changedAt(info.resource) : 0;
   if (streaming && changedAt > rvNumber(rv)) query.set('resourceVersion', String(changedAt));
 
-  const view = new WatchView(ctx, chainFor, deps, { metadataOnly, streaming, transitions });
+  const view = new WatchView(ctx, chainFor, deps, { metadataOnly, streaming, transitions, marked });
   res.once('close', () => view.close());
 
   const generation = deps.registry.generation(info.resource);

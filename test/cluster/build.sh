@@ -15,6 +15,17 @@ for b in "${bins[@]}"; do [ -x "$out/$b" ] || done_all=0; done
 if [ "$done_all" = 1 ]; then echo "$out"; exit 0; fi
 
 mkdir -p "$out"
+# One build per cache entry at a time: a concurrent caller waits for it, then finds the binaries.
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$out/.lock"
+  if ! flock -n 9; then
+    echo ">> another build.sh is building into $out; waiting for it" >&2
+    flock 9
+  fi
+  done_all=1
+  for b in "${bins[@]}"; do [ -x "$out/$b" ] || done_all=0; done
+  if [ "$done_all" = 1 ]; then echo "$out"; exit 0; fi
+fi
 minor=${k8s#v1.}; minor=${minor%%.*}
 ldflags="-s -w"
 for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
@@ -34,7 +45,13 @@ for b in etcd kubectl kube-proxy kube-apiserver; do
   [ -x "$out/$b" ] && continue
   echo ">> building $b ($(date +%T)); the first build of kube-apiserver takes a while on 2 cores" >&2
   start=$SECONDS
+  t0=$(date +%s)
+  # go build is silent for minutes; say it is alive every 30 s.
+  ( while sleep 30; do echo ">>   still building $b ($(( $(date +%s) - t0 ))s)" >&2; done ) &
+  ticker=$!
+  trap 'kill $ticker 2>/dev/null || true' EXIT
   go build -trimpath -ldflags "$ldflags" -o "$out/$b.tmp" "${pkgs[$b]}" >&2
+  kill $ticker 2>/dev/null || true
   mv "$out/$b.tmp" "$out/$b"
   echo ">> built $b in $((SECONDS - start))s" >&2
 done

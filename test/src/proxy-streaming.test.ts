@@ -79,8 +79,9 @@ describe('watches through the fake apiserver', () => {
   });
 
   it('the apiserver cutting a watch ends the client stream cleanly', async () => {
-    const w = await openWatch(h.pv.url, `${NS}/secrets?watch=true`);
-    await waitFor(() => h.fake.openWatches() > 0);
+    const w = await openWatch(h.pv.url, `${NS}/configmaps?watch=true&labelSelector=cut`);
+    expect(w.status).toBe(200);
+    await waitFor(() => h.fake.openWatches() === 1, 2_000, 'upstream watch');
     h.fake.dropWatches();
     expect(await w.done).toBe('end');
   });
