@@ -1,5 +1,7 @@
 // poolview's command line: `poolview [serve] [flags]`, other subcommands from src/commands/<name>.ts.
 // Mistakes in the invocation are one line on stderr and exit code 2; signals shut down gracefully.
+import { existsSync } from 'node:fs';
+import { delimiter } from 'node:path';
 import { parseArgs } from 'node:util';
 import { FLAGS, parseFeatureGates, parsePort, UsageError, type PoolviewOptions } from './options.js';
 import { UpstreamConfigError } from './upstream.js';
@@ -54,7 +56,8 @@ export function parseServeArgs(argv: string[], env: Record<string, string | unde
     const raw = fromFlag ?? (f.env && env[f.env] !== '' ? env[f.env] : undefined);
     if (raw === undefined) continue;
     const what = fromFlag !== undefined ? `--${f.flag}` : `$${f.env}`;
-    if (f.type === 'port') result[f.key] = parsePort(raw, what);
+    if (f.key === 'kubeconfig' && fromFlag === undefined) result[f.key] = firstKubeconfig(raw);
+    else if (f.type === 'port') result[f.key] = parsePort(raw, what);
     else if (f.type === 'gates') result[f.key] = parseFeatureGates(raw, what);
     else result[f.key] = raw;
   }
@@ -62,6 +65,12 @@ export function parseServeArgs(argv: string[], env: Record<string, string | unde
 }
 
 class HelpRequested extends Error {}
+
+/** $KUBECONFIG may list several files, as for kubectl; poolview reads one: the first that exists. */
+function firstKubeconfig(list: string): string {
+  const paths = list.split(delimiter).filter((p) => p !== '');
+  return paths.find((p) => existsSync(p)) ?? paths[0] ?? list;
+}
 
 function describeParseError(err: unknown): string {
   const e = err as { code?: string; message?: string };
@@ -110,14 +119,12 @@ async function serve(argv: string[], io: CliIO): Promise<number> {
 }
 
 async function loadCommand(name: string): Promise<Command | undefined> {
+  // A plain word only: the name becomes a module path.
   if (!/^[a-z][a-z0-9-]*$/.test(name)) return undefined;
-  try {
-    return (await import(`./commands/${name}.js`)) as Command;
-  } catch (err) {
-    const e = err as { code?: string; message?: string };
-    if (e.code === 'ERR_MODULE_NOT_FOUND' && e.message?.includes(`commands/${name}.`)) return undefined;
-    throw err;
-  }
+  // .ts when run from source (tests), .js when compiled.
+  const found = ['.js', '.ts'].map((ext) => new URL(`./commands/${name}${ext}`, import.meta.url)).find((url) => existsSync(url));
+  if (!found) return undefined;
+  return (await import(found.href)) as Command;
 }
 
 /** Runs the CLI; resolves with the process exit code. */

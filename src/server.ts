@@ -91,7 +91,8 @@ export function upstreamPath(upstream: Upstream, url: string): string {
   return base === '/' || base === '' ? url : base + url;
 }
 
-const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET']);
+/** Failures to connect: the request never reached the apiserver. */
+const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
 
 export interface ForwardOptions {
   /** Called with the byte count of each body chunk sent to the client. */
@@ -104,70 +105,102 @@ export interface ForwardOptions {
  * Streams one request to the apiserver and the response back, unchanged and with backpressure both
  * ways, no timeouts. The client going away aborts the upstream request. When the upstream ends or
  * breaks a watch, the client's stream ends cleanly so its reflector simply re-watches.
+ * Uses undici's dispatch handler directly: no intermediate body stream or promise per chunk.
  */
-export async function forwardRequest(ctx: InterceptContext, options: ForwardOptions = {}): Promise<void> {
+export function forwardRequest(ctx: InterceptContext, options: ForwardOptions = {}): Promise<void> {
   const { req, res, upstream, forwardVia, info } = ctx;
   const isWatch = info.verb === 'watch';
-  const abort = new AbortController();
-  let stopping = false;
-  res.once('close', () => {
-    if (!res.writableFinished) abort.abort();
-  });
-  options.onStop?.(() => {
-    stopping = true;
-    abort.abort();
-  });
-
+  const countBytes = options.onDownstreamBytes;
   const length = req.headers['content-length'];
   const hasBody = (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined;
-  let response: Dispatcher.ResponseData;
-  try {
-    response = await forwardVia.dispatcher.request({
-      origin: upstream.url.origin,
-      path: upstreamPath(upstream, req.url ?? '/'),
-      method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
-      headers: forwardHeaders(req, forwardVia),
-      body: hasBody ? req : null,
-      signal: abort.signal,
-      headersTimeout: 0,
-      bodyTimeout: 0,
+
+  return new Promise<void>((resolve) => {
+    let controller: Dispatcher.DispatchController | undefined;
+    let cancel: Error | undefined; // why we stop, once we do
+    let stopping = false;
+    let responding = false;
+    let settled = false;
+
+    const abort = (reason: Error) => {
+      cancel ??= reason;
+      controller?.abort(reason);
+    };
+    const onClose = () => {
+      if (!res.writableFinished) abort(new Error('client went away'));
+    };
+    const onDrain = () => controller?.resume();
+    const settle = () => {
+      if (settled) return;
+      settled = true;
+      res.off('close', onClose);
+      res.off('drain', onDrain);
+      resolve();
+    };
+    res.on('close', onClose);
+    res.on('drain', onDrain);
+    options.onStop?.(() => {
+      stopping = true;
+      abort(new Error('poolview is shutting down'));
     });
-  } catch (err) {
-    if (stopping) writeStatus(res, 503, 'ServiceUnavailable', 'poolview is shutting down', { 'retry-after': '1' });
-    else if (abort.signal.aborted || res.destroyed) return;
-    else {
-      const code = (err as { code?: string }).code ?? '';
-      ctx.log.warn({ err: (err as Error).message, code, verb: info.verb, resource: info.resource }, 'apiserver request failed');
-      // Nothing reached the apiserver when the connection failed, so a retry is safe.
-      const retry: Record<string, string> = CONNECT_ERRORS.has(code) ? { 'retry-after': '1' } : {};
-      writeStatus(res, 503, 'ServiceUnavailable', `error trying to reach the apiserver: ${(err as Error).message}`, retry);
+
+    const failed = (err: Error) => {
+      if (responding) {
+        // A watch cut upstream (or by shutdown) ends cleanly, as at the apiserver's own timeout;
+        // anything else must not look complete when it is not.
+        if (isWatch && !res.destroyed) res.end();
+        else res.destroy();
+      } else if (stopping) {
+        writeStatus(res, 503, 'ServiceUnavailable', 'poolview is shutting down', { 'retry-after': '1' });
+      } else if (!res.destroyed && cancel === undefined) {
+        const code = (err as { code?: string }).code ?? '';
+        ctx.log.warn({ err: err.message, code, verb: info.verb, resource: info.resource }, 'apiserver request failed');
+        // Only when nothing reached the apiserver is a retry safe for every verb.
+        const retry: Record<string, string> = CONNECT_ERRORS.has(code) ? { 'retry-after': '1' } : {};
+        writeStatus(res, 503, 'ServiceUnavailable', `error trying to reach the apiserver: ${err.message}`, retry);
+      }
+      settle();
+    };
+
+    try {
+      forwardVia.dispatcher.dispatch(
+        {
+          origin: upstream.url.origin,
+          path: upstreamPath(upstream, req.url ?? '/'),
+          method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
+          headers: forwardHeaders(req, forwardVia),
+          body: hasBody ? req : null,
+          headersTimeout: 0,
+          bodyTimeout: 0,
+        },
+        {
+          onRequestStart(c) {
+            controller = c;
+            if (cancel) c.abort(cancel);
+          },
+          onResponseStart(_c, statusCode, headers) {
+            if (statusCode < 200) return; // 1xx are hop-by-hop
+            responding = true;
+            res.writeHead(statusCode, responseHeaders(headers));
+            // A streamed response (watch, logs -f) must show its headers before the first event.
+            if (headers['content-length'] === undefined) res.flushHeaders();
+          },
+          onResponseData(c, chunk) {
+            countBytes?.(chunk.length);
+            if (!res.write(chunk)) c.pause();
+          },
+          onResponseEnd() {
+            res.end();
+            settle();
+          },
+          onResponseError(_c, err) {
+            failed(err);
+          },
+        },
+      );
+    } catch (err) {
+      failed(err as Error);
     }
-    return;
-  }
-
-  const { statusCode, headers, body } = response;
-  if (res.destroyed) {
-    body.destroy();
-    return;
-  }
-  res.writeHead(statusCode, responseHeaders(headers));
-  // A streamed response (watch, logs -f) must show its headers before the first event.
-  if (headers['content-length'] === undefined) res.flushHeaders();
-
-  if (options.onDownstreamBytes) {
-    const count = options.onDownstreamBytes;
-    body.on('data', (chunk: Buffer) => count(chunk.length));
-  }
-  body.on('error', () => {
-    // A watch cut upstream (or by shutdown) ends cleanly at an event boundary of the client's
-    // choosing; anything else must not look complete when it is not.
-    if (isWatch && !res.destroyed) res.end();
-    else res.destroy();
   });
-  res.once('close', () => {
-    if (!body.readableEnded) body.destroy();
-  });
-  body.pipe(res);
 }
 
 /** Every request being served, so shutdown can end watches cleanly and wait for the rest. */
@@ -249,14 +282,13 @@ export function forwardViaFor(req: IncomingMessage, upstream: Upstream, policy: 
   }
 }
 
-export function writeUnauthorized(res: ServerResponse): void {
-  writeStatus(res, 401, 'Unauthorized', 'Unauthorized');
-}
-
 /** Classify → account → intercept or forward, for one client request. */
 export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
   const { upstream, intercept, anonymousRequests, metrics, log, open } = deps;
-  const countBytes = (bytes: number) => metrics.proxiedBytes.inc({ direction: 'downstream' }, bytes);
+  // Bound once: the downstream counter moves on every chunk of every stream.
+  const downstream = metrics.proxiedBytes.labels({ direction: 'downstream' });
+  const upstreamBytes = metrics.proxiedBytes.labels({ direction: 'upstream' });
+  const countBytes = (bytes: number) => downstream.inc(bytes);
 
   return async (req, res) => {
     const started = performance.now();
@@ -280,12 +312,9 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
         log.debug({ component, verb: info.verb, resource: info.resource, subresource: info.subresource || undefined, namespace: info.namespace || undefined, code, ms: Math.round(seconds * 1000) }, 'request');
       }
     });
-    const length = Number(req.headers['content-length']);
-    if (length > 0) metrics.proxiedBytes.inc({ direction: 'upstream' }, length);
-
     const forwardVia = forwardViaFor(req, upstream, anonymousRequests);
     if (!forwardVia) {
-      writeUnauthorized(res);
+      writeStatus(res, 401, 'Unauthorized', 'Unauthorized');
       return;
     }
     const ctx: InterceptContext = { req, res, info, component, upstream, forwardVia, log };
@@ -296,6 +325,9 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
       writeStatus(res, 500, 'InternalError', `poolview: ${(err as Error).message}`);
       return;
     }
+    // Request bodies are small API objects; their declared length is count enough.
+    const length = Number(req.headers['content-length']);
+    if (length > 0) upstreamBytes.inc(length);
     await forwardRequest(ctx, { onDownstreamBytes: countBytes, onStop: (stop) => open.setStop(res, stop) });
   };
 }

@@ -9,7 +9,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Upstream } from './types.js';
 import type { AnonymousRequests } from './options.js';
-import { hasTunnelTarget, type TunnelTarget } from './upstream.js';
+import { hasTunnelTarget, tunnelTargetFor } from './upstream.js';
 import { componentOf, resolveRequestInfo } from './request-info.js';
 import { componentLabel, resourceLabel, verbLabel, type ProxyMetrics } from './metrics.js';
 import { forwardHeaders, forwardViaFor, statusBody, upstreamPath } from './server.js';
@@ -35,13 +35,6 @@ function refuse(socket: Duplex, code: number, message: string): void {
     `HTTP/1.1 ${code} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
       `Cache-Control: no-cache, private\r\nConnection: close\r\n\r\n${body}`,
   );
-}
-
-/** Used only for an Upstream that does not say how to connect (not one built by upstream.ts). */
-function targetFromUrl(url: URL): TunnelTarget {
-  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
-  const https = url.protocol === 'https:';
-  return { host, port: Number(url.port) || (https ? 443 : 80), tls: https ? {} : undefined };
 }
 
 /** The request head as the apiserver must see it: the client's headers (Connection/Upgrade kept), upstream Host. */
@@ -81,7 +74,8 @@ export function createUpgradeHandler(deps: UpgradeDeps): (req: IncomingMessage, 
       return;
     }
     const own = forwardVia.dispatcher === upstream.ownDispatcher;
-    const target = hasTunnelTarget(upstream) ? upstream.tunnelTarget(own) : targetFromUrl(upstream.url);
+    // An Upstream not built by upstream.ts says nothing about TLS material: system CAs, no certificate.
+    const target = hasTunnelTarget(upstream) ? upstream.tunnelTarget(own) : tunnelTargetFor(upstream.url);
 
     let upstreamSocket: Socket;
     if (target.tls) {

@@ -35,6 +35,13 @@ export interface KubeUpstream extends Upstream {
   close(): Promise<void>;
 }
 
+/** A raw connection target for a server URL; tls applies only to https:// servers. */
+export function tunnelTargetFor(url: URL, tls: NonNullable<TunnelTarget['tls']> = {}): TunnelTarget {
+  const https = url.protocol === 'https:';
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  return { host, port: Number(url.port) || (https ? 443 : 80), ...(https ? { tls } : {}) };
+}
+
 export function hasTunnelTarget(upstream: Upstream): upstream is Upstream & Pick<KubeUpstream, 'tunnelTarget'> {
   return typeof (upstream as Partial<KubeUpstream>).tunnelTarget === 'function';
 }
@@ -59,11 +66,6 @@ function createAgent(url: URL, tls: TlsMaterial, withClientCert: boolean): Agent
           }
         : undefined,
   });
-}
-
-function defaultPort(url: URL): number {
-  if (url.port) return Number(url.port);
-  return url.protocol === 'https:' ? 443 : 80;
 }
 
 class DispatcherPair implements KubeUpstream {
@@ -95,18 +97,8 @@ class DispatcherPair implements KubeUpstream {
   }
 
   tunnelTarget(own: boolean): TunnelTarget {
-    const host = this.url.hostname.replace(/^\[(.*)\]$/, '$1');
-    const target: TunnelTarget = { host, port: defaultPort(this.url) };
-    if (this.url.protocol === 'https:') {
-      target.tls = {
-        ca: this.tls.ca,
-        cert: own ? this.tls.cert : undefined,
-        key: own ? this.tls.key : undefined,
-        servername: this.tls.servername,
-        rejectUnauthorized: this.tls.rejectUnauthorized,
-      };
-    }
-    return target;
+    const { ca, cert, key, servername, rejectUnauthorized } = this.tls;
+    return tunnelTargetFor(this.url, { ca, servername, rejectUnauthorized, ...(own ? { cert, key } : {}) });
   }
 
   /** Takes freshly read credentials; new dispatchers only when TLS material changed (rotated certs). */
@@ -167,8 +159,9 @@ export function upstreamFromUrl(url: string, token?: string, tls: TlsMaterial = 
   return new DispatcherPair(parseServer(url, 'upstream'), tls, token ? { authorization: `Bearer ${token}` } : {});
 }
 
+/** First line only: YAML errors carry a source excerpt the one-line CLI error must not. */
 function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
+  return (err instanceof Error ? err.message : String(err)).split('\n')[0].trim();
 }
 
 /**

@@ -109,6 +109,10 @@ export class ScopeSources implements Scope {
     return this.reflectors.every((r) => r.optional || r.reflector?.synced);
   }
 
+  async waitSynced(): Promise<void> {
+    while (!this.synced && !this.stopped) await new Promise((r) => setTimeout(r, 20));
+  }
+
   readiness(): Array<{ name: string; ok: boolean; detail?: string }> {
     return this.reflectors.map((r) => ({
       name: `scope-source-${r.name}`,

@@ -8,7 +8,7 @@ import { Targeting } from '../targeting.js';
 import { Revisions } from '../revisions.js';
 import { ScopeSources } from '../scope/sources.js';
 import { ViewRegistry } from './registry.js';
-import { serveList, type ViewDeps } from './list.js';
+import { serveList, type ViewDeps, type ViewSubject } from './list.js';
 import { serveWatch } from './watch.js';
 import { sendJson, status } from './http.js';
 
@@ -48,10 +48,7 @@ export async function startViews(opts: ViewOptions): Promise<ViewService> {
   const targeting = new Targeting(builtinFilters);
   const scope = new ScopeSources({ ...opts, targeting, revisions });
   const registry = new ViewRegistry(revisions, opts.registry, opts.log);
-  // Changes seen while the sources are still syncing concern no view and no list yet.
-  scope.onChange((resources, cause) => {
-    if (scope.synced) registry.scopeChanged(resources, cause);
-  });
+  scope.onChange((resources, cause) => registry.scopeChanged(resources, cause));
   scope.start();
   // Components a filter targets now or did before: only their views ever differed from upstream,
   // so only their answers need the scope-change marks of rule 5. Bounded by the ConfigMap's size.
@@ -65,6 +62,9 @@ export async function startViews(opts: ViewOptions): Promise<ViewService> {
   const filterable = new Set(builtinFilters.flatMap((f) => f.resources));
   const transitions = () => scope.gate('ViewTransitions');
 
+  // Views opened before the sources synced decided with defaults only: the synced scope is a change.
+  void scope.waitSynced().then(() => registry.scopeChanged(filterable, 'synced'));
+
   async function synced(): Promise<boolean> {
     const deadline = Date.now() + (opts.readyWaitMs ?? 10_000);
     while (!scope.synced) {
@@ -77,21 +77,21 @@ export async function startViews(opts: ViewOptions): Promise<ViewService> {
   const intercept = async (ctx: InterceptContext): Promise<boolean> => {
     const { info, component } = ctx;
     if (!component || !info.isResourceRequest || info.subresource || !VIEW_VERBS.has(info.verb) || !filterable.has(info.resource)) return false;
-    const targeted = () => targeting.filtersFor(component, info.resource, info.verb).length > 0;
-    // Untargeted requests never wait for the scope sources.
-    if (!scope.synced && !targeted()) return false;
-    if (!(await synced())) {
+    const subject: ViewSubject = {
+      chain: () => targeting.filtersFor(component, info.resource, info.verb),
+      marked: () => everTargeted.has(component),
+      transitions,
+    };
+    // Targeted requests wait (bounded) for the scope sources; the others never wait. Every request
+    // for a filterable resource still goes through a view, so a component the ConfigMap targets
+    // later gets its transitions, and every resourceVersion served counts in W.
+    if (subject.chain().length > 0 && !(await synced())) {
       sendJson(ctx.res, 503, status(503, 'ServiceUnavailable', 'poolview: scope sources are not synced yet'), { 'retry-after': '1' });
       return true;
     }
-    const marked = everTargeted.has(component);
-    if (info.verb !== 'watch' && !marked) return false;
     try {
-      if (info.verb === 'watch') {
-        await serveWatch(ctx, () => targeting.filtersFor(component, info.resource, 'watch'), deps, { transitions, marked });
-      } else {
-        await serveList(ctx, targeting.filtersFor(component, info.resource, info.verb), deps);
-      }
+      if (info.verb === 'watch') await serveWatch(ctx, subject, deps);
+      else await serveList(ctx, subject, deps);
     } catch (err) {
       if (ctx.res.headersSent) ctx.res.destroy();
       else if (!ctx.res.destroyed) {

@@ -14,6 +14,16 @@ export interface ViewDeps {
   registry: ViewRegistry;
 }
 
+/** Who a view is for, asked afresh at each decision: targeting can change while a request runs. */
+export interface ViewSubject {
+  /** The filters that apply now. */
+  chain(): readonly Filter[];
+  /** Whether the component was ever targeted: only then can its view differ from upstream (rule 5 marks). */
+  marked(): boolean;
+  /** Whether scope changes produce transitions (feature gate ViewTransitions). */
+  transitions(): boolean;
+}
+
 interface KubeList {
   kind: string;
   apiVersion: string;
@@ -35,26 +45,36 @@ export function freshListQuery(query: URLSearchParams, notOlderThan: number): vo
   }
 }
 
-export async function serveList(ctx: InterceptContext, chain: readonly Filter[], deps: ViewDeps): Promise<void> {
+export async function serveList(ctx: InterceptContext, subject: ViewSubject, deps: ViewDeps): Promise<void> {
   const { req, res, info } = ctx;
   const { metadataOnly, acceptable } = negotiate(req.headers.accept);
   if (!acceptable) return sendJson(res, 406, status(406, 'NotAcceptable', 'only application/json is served for filtered resources'));
   const url = new URL(req.url ?? '/', 'http://x');
-  if (info.verb === 'list') freshListQuery(url.searchParams, Math.max(deps.revisions.high, deps.registry.changedAt(info.resource)));
+  if (info.verb === 'list' && subject.marked()) freshListQuery(url.searchParams, Math.max(deps.revisions.high, deps.registry.changedAt(info.resource)));
 
   const abort = new AbortController();
   res.once('close', () => abort.abort());
   let body: KubeObject | KubeList;
   let changedAt: number;
+  let chain: readonly Filter[];
   for (let attempt = 0; ; attempt++) {
     const upstream = await getUpstream(ctx, url.pathname + url.search, abort.signal);
     const type = String(upstream.headers['content-type'] ?? '');
     if (upstream.statusCode !== 200 || !type.startsWith('application/json')) return relay(res, upstream);
-    body = JSON.parse(await readAll(upstream.body)) as KubeObject | KubeList;
+    const text = await readAll(upstream.body);
+    body = JSON.parse(text) as KubeObject | KubeList;
+    const rv = rvNumber(body.metadata?.resourceVersion);
+    deps.revisions.observe(rv);
+    chain = subject.chain();
+    if (chain.length === 0 && !subject.marked() && !metadataOnly) {
+      // Never targeted: the client sees upstream as it is, byte for byte.
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+      res.end(text);
+      return;
+    }
     // Objects are marked with the last scope change's revision (rule 5): it must be one the
     // answer already covers, so a change that came in meanwhile means reading again.
-    changedAt = deps.registry.changedAt(info.resource);
-    const rv = rvNumber(body.metadata?.resourceVersion);
+    changedAt = subject.marked() ? deps.registry.changedAt(info.resource) : 0;
     if (info.verb !== 'list' || changedAt <= rv || attempt === 3) {
       changedAt = Math.min(changedAt, info.verb === 'list' ? rv : deps.revisions.high);
       break;
@@ -62,7 +82,6 @@ export async function serveList(ctx: InterceptContext, chain: readonly Filter[],
     freshListQuery(url.searchParams, changedAt);
   }
   if (info.verb === 'get') {
-    deps.revisions.observe((body as KubeObject).metadata?.resourceVersion);
     const out = applyChain(chain, body as KubeObject, deps.scope);
     if (!out) return sendJson(res, 404, notFound(info));
     const served = notOlderThan(out, changedAt);
@@ -70,7 +89,6 @@ export async function serveList(ctx: InterceptContext, chain: readonly Filter[],
   }
 
   const list = body as KubeList;
-  deps.revisions.observe(list.metadata.resourceVersion);
   const itemKind = list.kind.replace(/List$/, '');
   const items: KubeObject[] = [];
   for (const item of list.items) {

@@ -6,8 +6,8 @@ import type { Revisions } from '../revisions.js';
 
 export interface ReevaluatingView {
   readonly resource: string;
-  /** Re-applies the current chain and scope to every object the view knows; returns events sent. */
-  reevaluate(cause: string): void;
+  /** Applies the scope changes it has not applied yet: re-decides every object it knows. */
+  catchUp(cause: string): void;
   close(): void;
 }
 
@@ -88,7 +88,7 @@ export class ViewRegistry {
     for (const [resource, cause] of this.pending) {
       for (const view of this.views.get(resource) ?? []) {
         try {
-          view.reevaluate(cause);
+          view.catchUp(cause);
         } catch (err) {
           this.log.error({ err, resource }, 'view re-evaluation failed; closing the watch so the client re-lists');
           view.close();

@@ -11,7 +11,7 @@ import { objectKey } from '../reflector.js';
 import { rvNumber } from '../revisions.js';
 import { expired, getUpstream, negotiate, readAll, relay, sendJson, status } from './http.js';
 import { notOlderThan, sameContent, toMetadata, withResourceVersion } from './objects.js';
-import type { ViewDeps } from './list.js';
+import type { ViewDeps, ViewSubject } from './list.js';
 import type { ReevaluatingView } from './registry.js';
 
 const INITIAL_EVENTS_END = 'k8s.io/initial-events-end';
@@ -28,6 +28,8 @@ interface Entry {
   obj: KubeObject;
   /** What the client holds (the version it was sent), if anything. */
   held?: KubeObject;
+  /** False when the content is known but not the resourceVersion (learnt on resume, not sent by this view). */
+  exact?: boolean;
 }
 
 export class WatchView implements ReevaluatingView {
@@ -39,15 +41,18 @@ export class WatchView implements ReevaluatingView {
   private initial: boolean;
   private closed = false;
   private readonly abort = new AbortController();
+  /** The scope changes of this resource this view has applied (see ViewRegistry.generation). */
+  private generation: number;
 
   constructor(
     private readonly ctx: InterceptContext,
-    private readonly chainFor: () => readonly Filter[],
+    private readonly subject: ViewSubject,
     private readonly deps: ViewDeps,
-    private readonly opts: { metadataOnly: boolean; streaming: boolean; transitions: () => boolean; marked: boolean },
+    private readonly opts: { metadataOnly: boolean; streaming: boolean },
   ) {
     this.resource = ctx.info.resource;
     this.initial = opts.streaming;
+    this.generation = deps.registry.generation(this.resource);
   }
 
   get highestSeen(): number {
@@ -60,11 +65,11 @@ export class WatchView implements ReevaluatingView {
 
   /** The scope-change mark for served objects (rule 5); untargeted components always saw upstream content. */
   private changedAt(): number {
-    return this.opts.marked ? this.deps.registry.changedAt(this.resource) : 0;
+    return this.subject.marked() ? this.deps.registry.changedAt(this.resource) : 0;
   }
 
   private decide(obj: KubeObject): KubeObject | null {
-    return applyChain(this.chainFor(), obj, this.deps.scope);
+    return applyChain(this.subject.chain(), obj, this.deps.scope);
   }
 
   /** A watch resumed at rv: what the client holds is the view of the state at rv. */
@@ -73,13 +78,16 @@ export class WatchView implements ReevaluatingView {
     const changedAt = this.changedAt();
     for (const obj of items) {
       const out = this.decide(obj);
-      this.entries.set(objectKey(obj), { obj, held: out ? notOlderThan(out, changedAt) : undefined });
+      this.entries.set(objectKey(obj), { obj, held: out ? notOlderThan(out, changedAt) : undefined, exact: false });
     }
     this.hwm = rv;
   }
 
   /** Handles one upstream event; returns false when the stream must end. */
   onUpstream(event: WatchEvent, line: string): boolean {
+    // Nothing newer than a scope change may reach the client before the change's transitions:
+    // its resourceVersion would let it resume as if it had them.
+    this.catchUp();
     const rv = event.object?.metadata?.resourceVersion;
     this.deps.revisions.observe(rv);
     if (event.type === 'ERROR') {
@@ -99,7 +107,7 @@ export class WatchView implements ReevaluatingView {
     if (event.type === 'DELETED') {
       this.entries.delete(key);
       if (entry?.held) this.send('DELETED', withResourceVersion(entry.held, rv!));
-      else if (!entry && !this.opts.transitions() && this.decide(event.object)) this.write(line);
+      else if (!entry && !this.subject.transitions() && this.decide(event.object)) this.write(line);
       this.advance(rv);
       return true;
     }
@@ -111,7 +119,7 @@ export class WatchView implements ReevaluatingView {
       next.held = this.initial ? notOlderThan(out, this.changedAt()) : out;
       if (next.held === obj && type === event.type && !this.opts.metadataOnly) this.write(line);
       else this.send(type, next.held);
-    } else if (entry?.held && this.opts.transitions()) {
+    } else if (entry?.held && this.subject.transitions()) {
       // Contract rule 3: the last version the client saw, at the change's resourceVersion.
       this.send('DELETED', withResourceVersion(entry.held, rv!));
     }
@@ -120,8 +128,14 @@ export class WatchView implements ReevaluatingView {
     return true;
   }
 
+  /** Applies scope changes not yet applied to this view. */
+  catchUp(cause = 'scope'): void {
+    if (this.generation !== this.deps.registry.generation(this.resource)) this.reevaluate(cause);
+  }
+
   reevaluate(cause: string): void {
-    if (this.closed || !this.opts.transitions()) return;
+    this.generation = this.deps.registry.generation(this.resource);
+    if (this.closed || !this.subject.transitions()) return;
     if (this.initial) {
       // The client is still building its list from events marked with the old scope's revision;
       // a fresh streaming list is simpler than patching it (client-go retries on Expired).
@@ -137,6 +151,7 @@ export class WatchView implements ReevaluatingView {
       if (!out && !held) continue;
       if (!held) {
         entry.held = withResourceVersion(out!, at);
+        entry.exact = true;
         this.send('ADDED', entry.held);
         count('ADDED');
       } else if (!out) {
@@ -144,15 +159,17 @@ export class WatchView implements ReevaluatingView {
         this.send('DELETED', withResourceVersion(held, at));
         count('DELETED');
       } else if (!sameContent(out, held)) {
-        if (held.metadata.resourceVersion !== at) {
+        if (entry.exact !== false && held.metadata.resourceVersion !== at) {
           entry.held = withResourceVersion(out, at);
           this.send('MODIFIED', entry.held);
+          entry.exact = true;
           count('MODIFIED');
         } else {
-          // Contract rule 5: the client already holds this resourceVersion, so a MODIFIED would look
-          // like a resync to its informer; DELETED + ADDED always reaches the handlers.
+          // Contract rule 5: the client may already hold this resourceVersion, so a MODIFIED could
+          // look like a resync to its informer; DELETED + ADDED always reaches the handlers.
           entry.held = withResourceVersion(out, at);
-          this.send('DELETED', held);
+          entry.exact = true;
+          this.send('DELETED', withResourceVersion(held, at));
           this.send('ADDED', entry.held);
           count('DELETED');
           count('ADDED');
@@ -195,13 +212,7 @@ export class WatchView implements ReevaluatingView {
 }
 
 /** Serves one targeted WATCH request through a view. */
-export async function serveWatch(
-  ctx: InterceptContext,
-  chainFor: () => readonly Filter[],
-  deps: ViewDeps,
-  opts: { transitions: () => boolean; marked: boolean },
-): Promise<void> {
-  const { transitions, marked } = opts;
+export async function serveWatch(ctx: InterceptContext, subject: ViewSubject, deps: ViewDeps): Promise<void> {
   const { req, res, info } = ctx;
   const { metadataOnly, acceptable } = negotiate(req.headers.accept);
   if (!acceptable) return sendJson(res, 406, status(406, 'NotAcceptable', 'only application/json is served for filtered resources'));
@@ -210,16 +221,15 @@ export async function serveWatch(
   const streaming = query.get('sendInitialEvents') === 'true';
   const rv = query.get('resourceVersion') ?? '';
   const resumeAt = !streaming && rv !== '' && rv !== '0' ? rvNumber(rv) : 0;
-  const changedAt = marked ? deps.registry.changedAt(info.resource) : 0;
+  const changedAt = subject.marked() ? deps.registry.changedAt(info.resource) : 0;
   if (streaming && changedAt > rvNumber(rv)) query.set('resourceVersion', String(changedAt));
 
-  const view = new WatchView(ctx, chainFor, deps, { metadataOnly, streaming, transitions, marked });
+  const view = new WatchView(ctx, subject, deps, { metadataOnly, streaming });
   res.once('close', () => view.close());
 
-  const generation = deps.registry.generation(info.resource);
   if (resumeAt) {
     // Contract (b): a client that resumes from before a scope change holds a view of the old scope.
-    if (!deps.registry.canResume(info.resource, resumeAt) && transitions()) return watchError(res, expired(rv, deps.revisions.high));
+    if (subject.marked() && subject.transitions() && !deps.registry.canResume(info.resource, resumeAt)) return watchError(res, expired(rv, deps.revisions.high));
     const seeded = await seedAt(ctx, url, rv, view);
     if (!seeded) return;
   }
@@ -231,7 +241,7 @@ export async function serveWatch(
   res.flushHeaders();
   deps.registry.add(view);
   // A scope change applied while the view was being built has not reached it yet.
-  if (deps.registry.generation(info.resource) !== generation) view.reevaluate('late');
+  view.catchUp('late');
   try {
     for await (const line of jsonLines(upstream.body)) {
       const event = JSON.parse(line) as WatchEvent;
