@@ -6,7 +6,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 k8s=$(awk '$1=="k8s.io/kubernetes"{print $2; exit}' "$here/go.mod")
 etcd=$(awk '$1=="go.etcd.io/etcd/server/v3"{print $2; exit}' "$here/go.mod")
-key="k8s-${k8s}-etcd-${etcd}-$(sha256sum "$here/go.mod" "$here/go.sum" | sha256sum | cut -c1-12)"
+key="k8s-${k8s}-etcd-${etcd}-$(cat "$here/go.mod" "$here/go.sum" | sha256sum | cut -c1-12)" # content only, not the path
 out="${POOLVIEW_CACHE:-$HOME/.cache/poolview}/bin/$key"
 bins=(kube-apiserver kube-proxy kubectl etcd)
 
