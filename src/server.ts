@@ -39,18 +39,23 @@ export function connectionTokens(connection: string | string[] | undefined): Set
 export type ForwardVia = InterceptContext['forwardVia'];
 
 /**
- * The headers to send upstream for a client's request: the client's own (its Authorization
- * included) minus hop-by-hop headers and Host, plus forwardVia.headers (which win).
+ * The headers to send upstream for a client's request, as a raw name/value list: the client's own
+ * (its Authorization included), in its order and spelling, repeated ones kept apart (Impersonate-Group
+ * may repeat), minus hop-by-hop headers, Host, and any header deleted from req.headers; then
+ * forwardVia.headers, which replace the client's of the same name.
  */
-export function forwardHeaders(req: IncomingMessage, forwardVia: ForwardVia): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {};
-  const perConnection = connectionTokens(req.headers.connection);
-  // headersDistinct keeps repeated headers apart (Impersonate-Group may legitimately repeat).
-  for (const [name, values] of Object.entries(req.headersDistinct)) {
-    if (values === undefined || name === 'host' || HOP_BY_HOP.has(name) || perConnection.has(name)) continue;
-    out[name] = values.length === 1 ? values[0] : values;
+export function forwardHeaders(req: IncomingMessage, forwardVia: ForwardVia): string[] {
+  const out: string[] = [];
+  const perConnection = req.headers.connection === undefined ? undefined : connectionTokens(req.headers.connection);
+  const extra = forwardVia.headers;
+  const replaced = new Set(Object.keys(extra).map((name) => name.toLowerCase()));
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i].toLowerCase();
+    if (name === 'host' || HOP_BY_HOP.has(name) || perConnection?.has(name) || replaced.has(name) || req.headers[name] === undefined) continue;
+    out.push(raw[i], raw[i + 1]);
   }
-  for (const [name, value] of Object.entries(forwardVia.headers)) out[name.toLowerCase()] = value;
+  for (const name of Object.keys(extra)) out.push(name, extra[name]);
   return out;
 }
 
@@ -259,13 +264,7 @@ export interface ProxyHandlerDeps {
 
 /** Drops impersonation headers: poolview's own identity must not be lent further than itself. */
 export function stripImpersonation(req: IncomingMessage): void {
-  const distinct = req.headersDistinct; // cached by Node: deleting here sticks
-  for (const name of Object.keys(req.headers)) {
-    if (name.startsWith('impersonate-')) {
-      delete req.headers[name];
-      delete distinct[name];
-    }
-  }
+  for (const name of Object.keys(req.headers)) if (name.startsWith('impersonate-')) delete req.headers[name];
 }
 
 /** How this request goes upstream under --anonymous-requests, or null when it must be refused. */

@@ -42,9 +42,7 @@ function requestHead(req: IncomingMessage, upstream: Upstream, extra: Record<str
   const headers = forwardHeaders(req, { dispatcher: upstream.clientDispatcher, headers: extra });
   let head = `${req.method} ${upstreamPath(upstream, req.url ?? '/')} HTTP/1.1\r\nHost: ${upstream.url.host}\r\n`;
   head += `Connection: ${req.headers.connection ?? 'Upgrade'}\r\nUpgrade: ${req.headers.upgrade ?? ''}\r\n`;
-  for (const [name, value] of Object.entries(headers)) {
-    for (const v of Array.isArray(value) ? value : [value]) head += `${name}: ${v}\r\n`;
-  }
+  for (let i = 0; i < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`;
   return head + '\r\n';
 }
 

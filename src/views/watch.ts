@@ -230,8 +230,11 @@ export async function serveWatch(ctx: InterceptContext, subject: ViewSubject, de
   if (resumeAt) {
     // Contract (b): a client that resumes from before a scope change holds a view of the old scope.
     if (subject.marked() && subject.transitions() && !deps.registry.canResume(info.resource, resumeAt)) return watchError(res, expired(rv, deps.revisions.high));
+    const generation = deps.registry.generation(info.resource);
     const seeded = await seedAt(ctx, url, rv, view);
     if (!seeded) return;
+    // The seed was decided with a scope the client never saw: let it re-list.
+    if (subject.marked() && deps.registry.generation(info.resource) !== generation) return watchError(res, expired(rv, deps.revisions.high));
   }
 
   const upstream = await getUpstream(ctx, url.pathname + url.search, view.signal);

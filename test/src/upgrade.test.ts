@@ -1,45 +1,10 @@
 // exec/attach/port-forward: Upgrade requests become byte tunnels to the apiserver, or get a clear Status.
 import { createHash } from 'node:crypto';
-import { connect, createServer, type Socket } from 'node:net';
-import type { AddressInfo } from 'node:net';
+import { createServer, type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { noViews, quietLogger, startHarness, waitFor, type Harness } from './proxy-harness.js';
+import { noViews, quietLogger, startHarness, upgrade, waitFor, type Harness } from './proxy-harness.js';
 import { startPoolview } from '../../src/app.js';
 import { upstreamFromUrl } from '../../src/upstream.js';
-
-export interface UpgradeAnswer {
-  status: number;
-  head: string;
-  socket: Socket;
-  /** Bytes after the response head, so far. */
-  rest: () => Buffer;
-  closed: Promise<void>;
-}
-
-/** Sends an Upgrade request over a raw socket and reads the response head. */
-export async function upgrade(base: string, path: string, headers: Array<[string, string]>, opts: { head?: Buffer } = {}): Promise<UpgradeAnswer> {
-  const url = new URL(base);
-  const socket = connect(Number(url.port), url.hostname);
-  let buffered = Buffer.alloc(0);
-  socket.on('data', (d: Buffer) => (buffered = Buffer.concat([buffered, d])));
-  const closed = new Promise<void>((r) => socket.once('close', () => r()));
-  socket.on('error', () => {});
-  await new Promise<void>((r) => socket.once('connect', () => r()));
-  const lines = [`POST ${path} HTTP/1.1`, `Host: ${url.host}`, ...headers.map(([k, v]) => `${k}: ${v}`)];
-  socket.write(lines.join('\r\n') + '\r\n\r\n');
-  if (opts.head) socket.write(opts.head);
-  await waitFor(() => buffered.includes('\r\n\r\n') || socket.destroyed, 5_000, 'response head');
-  const end = buffered.indexOf('\r\n\r\n');
-  const head = buffered.subarray(0, end).toString('latin1');
-  const bodyStart = end + 4;
-  return {
-    status: Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? 0),
-    head,
-    socket,
-    rest: () => buffered.subarray(bodyStart),
-    closed,
-  };
-}
 
 const EXEC = '/api/v1/namespaces/default/pods/web-0/exec?command=sh&stdin=true&stdout=true';
 const SPDY: Array<[string, string]> = [
