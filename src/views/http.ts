@@ -4,22 +4,14 @@ import { createGunzip } from 'node:zlib';
 import type { Readable } from 'node:stream';
 import type { ServerResponse } from 'node:http';
 import type { InterceptContext, RequestInfo } from '../types.js';
-
-const HOP_BY_HOP = new Set([
-  'connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer',
-  'transfer-encoding', 'upgrade', 'host', 'content-length', 'accept', 'accept-encoding',
-]);
+import { forwardHeaders, responseHeaders } from '../server.js';
 
 /** The client's headers for a JSON request of ours upstream: its own credentials, never poolview's. */
-export function upstreamHeaders(ctx: InterceptContext): Record<string, string> {
-  const headers: Record<string, string> = {};
-  for (const [name, value] of Object.entries(ctx.req.headers)) {
-    if (value === undefined || HOP_BY_HOP.has(name)) continue;
-    headers[name] = Array.isArray(value) ? value.join(', ') : value;
-  }
-  Object.assign(headers, ctx.forwardVia.headers);
-  headers.accept = 'application/json';
-  return headers;
+function upstreamHeaders(ctx: InterceptContext): string[] {
+  return forwardHeaders(ctx.req, {
+    ...ctx.forwardVia,
+    headers: { ...ctx.forwardVia.headers, accept: 'application/json', 'accept-encoding': 'identity' },
+  });
 }
 
 export interface UpstreamResponse {
@@ -48,10 +40,7 @@ export async function readAll(body: Readable): Promise<string> {
 
 /** Passes an upstream error (or any non-JSON answer) to the client as it came. */
 export async function relay(res: ServerResponse, upstream: UpstreamResponse): Promise<void> {
-  const headers: Record<string, string | string[]> = {};
-  for (const [name, value] of Object.entries(upstream.headers)) {
-    if (value !== undefined && !HOP_BY_HOP.has(name) && name !== 'content-encoding') headers[name] = value;
-  }
+  const { 'content-encoding': _decoded, 'content-length': _length, ...headers } = responseHeaders(upstream.headers);
   res.writeHead(upstream.statusCode, headers);
   for await (const chunk of upstream.body) res.write(chunk);
   res.end();

@@ -62,8 +62,10 @@ export async function startViews(opts: ViewOptions): Promise<ViewService> {
   const filterable = new Set(builtinFilters.flatMap((f) => f.resources));
   const transitions = () => scope.gate('ViewTransitions');
 
-  // Views opened before the sources synced decided with defaults only: the synced scope is a change.
-  void scope.waitSynced().then(() => registry.scopeChanged(filterable, 'synced'));
+  // Views opened before the sources synced decided with defaults only: the synced scope is a change
+  // for them. Without any, it needs no mark (and lists need not wait for a newer revision).
+  let servedBeforeSync = false;
+  void scope.waitSynced().then(() => registry.scopeChanged(filterable, 'synced', { mark: servedBeforeSync }));
 
   async function synced(): Promise<boolean> {
     const deadline = Date.now() + (opts.readyWaitMs ?? 10_000);
@@ -89,6 +91,7 @@ export async function startViews(opts: ViewOptions): Promise<ViewService> {
       sendJson(ctx.res, 503, status(503, 'ServiceUnavailable', 'poolview: scope sources are not synced yet'), { 'retry-after': '1' });
       return true;
     }
+    if (!scope.synced) servedBeforeSync = true;
     try {
       if (info.verb === 'watch') await serveWatch(ctx, subject, deps);
       else await serveList(ctx, subject, deps);

@@ -32,25 +32,30 @@ interface KubeList {
 }
 
 /**
- * View contract (c): a targeted LIST is read no older than W and than the last scope change, so its
- * resourceVersion is past every change already applied and the client's next WATCH from it needs
- * no re-list. Upstream waits for that revision if it does not exist yet (node leases make it short).
+ * View contract (c): a targeted LIST must be past every scope change already applied, so the
+ * client's next WATCH from its resourceVersion needs no re-list. A stale or older read becomes a
+ * consistent one (resourceVersion ""): the apiserver serves it from its watch cache after a
+ * progress check, where a NotOlderThan of a revision its cache has not seen would wait.
  */
-export function freshListQuery(query: URLSearchParams, notOlderThan: number): void {
+export function consistentListQuery(query: URLSearchParams, notOlderThan: number): void {
   const rv = query.get('resourceVersion');
   if (query.has('continue') || query.get('resourceVersionMatch') === 'Exact' || notOlderThan === 0) return;
-  if (!rv || rv === '0' || rvNumber(rv) < notOlderThan) {
-    query.set('resourceVersion', String(notOlderThan));
-    query.set('resourceVersionMatch', 'NotOlderThan');
+  if (rv === '0' || (rv && rvNumber(rv) < notOlderThan)) {
+    query.delete('resourceVersion');
+    query.delete('resourceVersionMatch');
   }
 }
+
+/** A change's revision exists once upstream wrote past W; a quiet cluster takes a moment. */
+const FRESH_RETRIES = 20;
+const FRESH_RETRY_MS = 100;
 
 export async function serveList(ctx: InterceptContext, subject: ViewSubject, deps: ViewDeps): Promise<void> {
   const { req, res, info } = ctx;
   const { metadataOnly, acceptable } = negotiate(req.headers.accept);
   if (!acceptable) return sendJson(res, 406, status(406, 'NotAcceptable', 'only application/json is served for filtered resources'));
   const url = new URL(req.url ?? '/', 'http://x');
-  if (info.verb === 'list' && subject.marked()) freshListQuery(url.searchParams, Math.max(deps.revisions.high, deps.registry.changedAt(info.resource)));
+  if (info.verb === 'list' && subject.marked()) consistentListQuery(url.searchParams, Math.max(deps.revisions.high, deps.registry.changedAt(info.resource)));
 
   const abort = new AbortController();
   res.once('close', () => abort.abort());
@@ -75,11 +80,12 @@ export async function serveList(ctx: InterceptContext, subject: ViewSubject, dep
     // Objects are marked with the last scope change's revision (rule 5): it must be one the
     // answer already covers, so a change that came in meanwhile means reading again.
     changedAt = subject.marked() ? deps.registry.changedAt(info.resource) : 0;
-    if (info.verb !== 'list' || changedAt <= rv || attempt === 3) {
+    if (info.verb !== 'list' || changedAt <= rv || attempt === FRESH_RETRIES) {
       changedAt = Math.min(changedAt, info.verb === 'list' ? rv : deps.revisions.high);
       break;
     }
-    freshListQuery(url.searchParams, changedAt);
+    consistentListQuery(url.searchParams, changedAt);
+    await new Promise((r) => setTimeout(r, FRESH_RETRY_MS));
   }
   if (info.verb === 'get') {
     const out = applyChain(chain, body as KubeObject, deps.scope);

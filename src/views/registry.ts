@@ -72,9 +72,10 @@ export class ViewRegistry {
   /**
    * Called as soon as a scope input changed. The change's revision is taken at once, so anything
    * served from now on is marked with it; the open views are re-evaluated together a moment later.
+   * `mark: false` re-evaluates without a new revision: for a change no client has seen a view of.
    */
-  scopeChanged(resources: Iterable<string>, cause: string): void {
-    const at = this.revisions.high + 1;
+  scopeChanged(resources: Iterable<string>, cause: string, opts: { mark?: boolean } = {}): void {
+    const at = opts.mark === false ? 0 : this.revisions.high + 1;
     for (const resource of resources) {
       this.changes.set(resource, { generation: this.generation(resource) + 1, at: Math.max(at, this.changedAt(resource)) });
       if (!this.pending.has(resource)) this.pending.set(resource, cause);

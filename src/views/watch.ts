@@ -65,7 +65,8 @@ export class WatchView implements ReevaluatingView {
 
   /** The scope-change mark for served objects (rule 5); untargeted components always saw upstream content. */
   private changedAt(): number {
-    return this.subject.marked() ? this.deps.registry.changedAt(this.resource) : 0;
+    // Capped at W: the change's own revision may not exist upstream yet.
+    return this.subject.marked() ? Math.min(this.deps.registry.changedAt(this.resource), this.deps.revisions.high) : 0;
   }
 
   private decide(obj: KubeObject): KubeObject | null {
@@ -221,8 +222,8 @@ export async function serveWatch(ctx: InterceptContext, subject: ViewSubject, de
   const streaming = query.get('sendInitialEvents') === 'true';
   const rv = query.get('resourceVersion') ?? '';
   const resumeAt = !streaming && rv !== '' && rv !== '0' ? rvNumber(rv) : 0;
-  const changedAt = subject.marked() ? deps.registry.changedAt(info.resource) : 0;
-  if (streaming && changedAt > rvNumber(rv)) query.set('resourceVersion', String(changedAt));
+  // A streaming list from before the last scope change restarts from a consistent read (contract (c)).
+  if (streaming && subject.marked() && deps.registry.changedAt(info.resource) > rvNumber(rv)) query.delete('resourceVersion');
 
   const view = new WatchView(ctx, subject, deps, { metadataOnly, streaming });
   res.once('close', () => view.close());
