@@ -13,6 +13,8 @@ bins=(kube-apiserver kube-proxy kubectl etcd)
 done_all=1
 for b in "${bins[@]}"; do [ -x "$out/$b" ] || done_all=0; done
 if [ "$done_all" = 1 ]; then echo "$out"; exit 0; fi
+# --cached-only: only say where cached binaries are (exit 3 when there are none); `poolview demo` uses it.
+if [ "${1:-}" = "--cached-only" ]; then exit 3; fi
 
 mkdir -p "$out"
 # One build per cache entry at a time: a concurrent caller waits for it, then finds the binaries.
