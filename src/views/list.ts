@@ -50,6 +50,21 @@ export function consistentListQuery(query: URLSearchParams, notOlderThan: number
 const FRESH_RETRIES = 20;
 const FRESH_RETRY_MS = 100;
 
+/**
+ * Waits (bounded) until upstream has reached revision `at`, learning its current revision from a
+ * one-item consistent list. Marks of rule 5 must be revisions that exist.
+ */
+export async function awaitRevision(ctx: InterceptContext, deps: ViewDeps, at: number, signal: AbortSignal): Promise<void> {
+  const url = new URL(ctx.req.url ?? '/', 'http://x');
+  for (let attempt = 0; deps.revisions.high < at && attempt < FRESH_RETRIES; attempt++) {
+    if (attempt > 0) await new Promise((r) => setTimeout(r, FRESH_RETRY_MS));
+    const upstream = await getUpstream(ctx, `${url.pathname}?limit=1`, signal);
+    const text = await readAll(upstream.body);
+    if (upstream.statusCode !== 200) return;
+    deps.revisions.observe((JSON.parse(text) as KubeList).metadata?.resourceVersion);
+  }
+}
+
 export async function serveList(ctx: InterceptContext, subject: ViewSubject, deps: ViewDeps): Promise<void> {
   const { req, res, info } = ctx;
   const { metadataOnly, acceptable } = negotiate(req.headers.accept);

@@ -11,7 +11,7 @@ import { objectKey } from '../reflector.js';
 import { rvNumber } from '../revisions.js';
 import { expired, getUpstream, negotiate, readAll, relay, sendJson, status } from './http.js';
 import { notOlderThan, sameContent, toMetadata, withResourceVersion } from './objects.js';
-import type { ViewDeps, ViewSubject } from './list.js';
+import { awaitRevision, type ViewDeps, type ViewSubject } from './list.js';
 import type { ReevaluatingView } from './registry.js';
 
 const INITIAL_EVENTS_END = 'k8s.io/initial-events-end';
@@ -222,11 +222,16 @@ export async function serveWatch(ctx: InterceptContext, subject: ViewSubject, de
   const streaming = query.get('sendInitialEvents') === 'true';
   const rv = query.get('resourceVersion') ?? '';
   const resumeAt = !streaming && rv !== '' && rv !== '0' ? rvNumber(rv) : 0;
-  // A streaming list from before the last scope change restarts from a consistent read (contract (c)).
-  if (streaming && subject.marked() && deps.registry.changedAt(info.resource) > rvNumber(rv)) query.delete('resourceVersion');
-
   const view = new WatchView(ctx, subject, deps, { metadataOnly, streaming });
   res.once('close', () => view.close());
+
+  if (streaming && subject.marked()) {
+    // A streaming list from before the last scope change restarts from a consistent read (contract
+    // (c)), and its objects get the change's revision as their mark once that revision exists.
+    const changedAt = deps.registry.changedAt(info.resource);
+    if (changedAt > rvNumber(rv)) query.delete('resourceVersion');
+    if (changedAt > deps.revisions.high) await awaitRevision(ctx, deps, changedAt, view.signal);
+  }
 
   if (resumeAt) {
     // Contract (b): a client that resumes from before a scope change holds a view of the old scope.

@@ -55,8 +55,20 @@ export class ClientReflector {
     await this.running;
   }
 
-  private violation(msg: string): void {
-    if (this.violations.length < 50) this.violations.push(`${this.opts.userAgent} ${this.opts.path}: ${msg}`);
+  /** Recent deliveries per key, shown with a violation to tell how the client got there. */
+  private readonly history = new Map<string, string[]>();
+  private stream = 0;
+
+  private note(k: string, what: string): void {
+    const h = this.history.get(k) ?? [];
+    h.push(`#${this.stream} ${what}`);
+    if (h.length > 8) h.shift();
+    this.history.set(k, h);
+  }
+
+  private violation(msg: string, k?: string): void {
+    const trail = k ? `\n    history of ${k}: ${(this.history.get(k) ?? []).join(' | ')}` : '';
+    if (this.violations.length < 50) this.violations.push(`${this.opts.userAgent} ${this.opts.path}: ${msg}${trail}`);
   }
 
   private url(query: Record<string, string>): string {
@@ -67,6 +79,7 @@ export class ClientReflector {
 
   private async get(query: Record<string, string>) {
     this.abort = new AbortController();
+    this.stream++;
     return request(this.url(query), {
       headers: {
         'user-agent': this.opts.userAgent,
@@ -82,8 +95,9 @@ export class ClientReflector {
     const next = new Map(items.map((o) => [key(o), o]));
     for (const [k, o] of next) {
       const old = this.cache.get(k);
+      this.note(k, `list@${rv} item rv ${o.metadata.resourceVersion} ${contentHash(o)}`);
       if (old && old.metadata.resourceVersion === o.metadata.resourceVersion && content(old) !== content(o)) {
-        this.violation(`re-list changed ${k} without a new resourceVersion (${o.metadata.resourceVersion})`);
+        this.violation(`re-list changed ${k} without a new resourceVersion (${o.metadata.resourceVersion})`, k);
       }
     }
     this.cache.clear();
@@ -215,22 +229,23 @@ export class ClientReflector {
   private apply(type: string, obj: Obj): void {
     const k = key(obj);
     const held = this.cache.get(k);
+    if (type !== 'BOOKMARK') this.note(k, `${type} rv ${obj.metadata.resourceVersion} ${contentHash(obj)}`);
     switch (type) {
       case 'ADDED':
-        if (held) this.violation(`ADDED for ${k}, which the client holds`);
+        if (held) this.violation(`ADDED for ${k}, which the client holds`, k);
         this.cache.set(k, obj);
         break;
       case 'MODIFIED':
-        if (!held) this.violation(`MODIFIED for ${k}, which the client does not hold`);
+        if (!held) this.violation(`MODIFIED for ${k}, which the client does not hold`, k);
         else if (held.metadata.resourceVersion === obj.metadata.resourceVersion && content(held) !== content(obj)) {
-          this.violation(`MODIFIED ${k} changed content at the held resourceVersion ${obj.metadata.resourceVersion}`);
+          this.violation(`MODIFIED ${k} changed content at the held resourceVersion ${obj.metadata.resourceVersion}`, k);
         }
         this.cache.set(k, obj);
         break;
       case 'DELETED':
-        if (!held) this.violation(`DELETED for ${k}, which the client does not hold`);
+        if (!held) this.violation(`DELETED for ${k}, which the client does not hold`, k);
         else if (content(held) !== content(obj)) {
-          this.violation(`DELETED ${k} does not carry the version the client saw:\n  held ${content(held)}\n  sent ${content(obj)}`);
+          this.violation(`DELETED ${k} does not carry the version the client saw:\n  held ${content(held)}\n  sent ${content(obj)}`, k);
         }
         this.cache.delete(k);
         break;
@@ -241,6 +256,13 @@ export class ClientReflector {
     }
     this.lastSync = obj.metadata.resourceVersion ?? this.lastSync;
   }
+}
+
+/** A short fingerprint of an object's content, for histories. */
+function contentHash(o: Obj): string {
+  let h = 0;
+  for (const ch of content(o)) h = (Math.imul(h, 31) + ch.charCodeAt(0)) | 0;
+  return (h >>> 0).toString(16).slice(0, 6);
 }
 
 export { content as contentOf, key as keyOf };
