@@ -2,8 +2,9 @@
 // bench's main thread; clients and upstream run in worker threads, which this profiler does not
 // see), or written by a child poolview (--cpu-prof, --heap-prof); and their top self-time functions.
 import { Session } from 'node:inspector/promises';
-import { writeFileSync } from 'node:fs';
-import { relative } from 'node:path';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { SourceMap } from 'node:module';
+import { dirname, relative, resolve } from 'node:path';
 
 interface CallFrame {
   functionName: string;
@@ -32,11 +33,28 @@ export interface TopEntry {
   percent: number;
 }
 
+const maps = new Map<string, SourceMap | null>();
+
+/** The TypeScript source line of a compiled frame (via its .js.map), else the compiled one. */
 function where(frame: CallFrame, root: string): string {
   if (!frame.url) return '(native)';
   const path = frame.url.replace(/^file:\/\//, '');
-  const rel = path.startsWith('/') ? relative(root, path) : path;
-  return `${rel}:${frame.lineNumber + 1}`;
+  if (!path.startsWith('/')) return `${path}:${frame.lineNumber + 1}`;
+  let map = maps.get(path);
+  if (map === undefined) {
+    try {
+      map = existsSync(`${path}.map`) ? new SourceMap(JSON.parse(readFileSync(`${path}.map`, 'utf8'))) : null;
+    } catch {
+      map = null;
+    }
+    maps.set(path, map);
+  }
+  const entry = map?.findEntry(frame.lineNumber, frame.columnNumber) as { originalSource?: string; originalLine?: number } | undefined;
+  if (entry?.originalSource) {
+    const source = entry.originalSource.startsWith('file://') ? entry.originalSource.slice(7) : resolve(dirname(path), entry.originalSource);
+    return `${relative(root, source)}:${(entry.originalLine ?? 0) + 1}`;
+  }
+  return `${relative(root, path)}:${frame.lineNumber + 1}`;
 }
 
 /** Self time by function (nodes of the same function merged), idle excluded. */
@@ -110,4 +128,43 @@ export async function profileInProcess<T>(file: string, root: string, fn: () => 
   const profile = (globalThis as any).__lastProfile as CpuProfile;
   delete (globalThis as any).__lastProfile;
   return { result, top: topSelfTime(profile, root) };
+}
+
+/** A minimal Chrome DevTools Protocol client for a child started with --inspect-brk. */
+export class Inspector {
+  private next = 1;
+  private readonly waiting = new Map<number, { resolve: (v: any) => void; reject: (e: Error) => void }>();
+
+  private constructor(private readonly ws: import('undici').WebSocket) {
+    ws.addEventListener('message', (ev) => {
+      const msg = JSON.parse(String(ev.data)) as { id?: number; result?: unknown; error?: { message: string } };
+      if (msg.id === undefined) return;
+      const w = this.waiting.get(msg.id);
+      this.waiting.delete(msg.id);
+      if (msg.error) w?.reject(new Error(msg.error.message));
+      else w?.resolve(msg.result);
+    });
+  }
+
+  static async connect(url: string): Promise<Inspector> {
+    const { WebSocket } = await import('undici');
+    const ws = new WebSocket(url);
+    await new Promise<void>((resolve, reject) => {
+      ws.addEventListener('open', () => resolve());
+      ws.addEventListener('error', () => reject(new Error(`cannot connect to ${url}`)));
+    });
+    return new Inspector(ws);
+  }
+
+  send<T = any>(method: string, params: object = {}): Promise<T> {
+    const id = this.next++;
+    return new Promise<T>((resolve, reject) => {
+      this.waiting.set(id, { resolve, reject });
+      this.ws.send(JSON.stringify({ id, method, params }));
+    });
+  }
+
+  close(): void {
+    this.ws.close();
+  }
 }

@@ -5,7 +5,6 @@
 // Headers of clients' requests pass through poolview unchanged, so a client picks the replay by
 // sending the header, whether it talks to the front directly or through poolview.
 import { createServer, request as httpRequest, Agent, type IncomingMessage, type ServerResponse } from 'node:http';
-import { once } from 'node:events';
 import { startFakeApiserver } from '../test/fake/apiserver.js';
 import * as gen from './objects.js';
 import { serve } from './rpc.js';
@@ -17,11 +16,26 @@ const agent = new Agent({ keepAlive: true, maxSockets: 512 });
 
 /** Recorded response bodies by key. */
 const bodies = new Map<string, Buffer>();
+/**
+ * Recorded LIST bodies split around the list's resourceVersion, which is replaced by the current
+ * revision when served: a replayed LIST answers as a consistent read would, as of now.
+ */
+const lists = new Map<string, { head: Buffer; tail: Buffer }>();
 /** Pre-rendered watch streams by key: the events, each a line. */
 const streams = new Map<string, { lines: Buffer[]; all: Buffer }>();
 /** Send times of paced streams by run id. */
 const sendTimes = new Map<string, number[]>();
 let created = 0;
+let heartbeat: NodeJS.Timeout | undefined;
+
+function lease(node: string, beat: number): Record<string, any> {
+  return {
+    apiVersion: 'coordination.k8s.io/v1',
+    kind: 'Lease',
+    metadata: { name: node, namespace: 'kube-node-lease' },
+    spec: { holderIdentity: node, leaseDurationSeconds: 40, renewTime: new Date(Date.UTC(2026, 0, 1) + beat * 100).toISOString().replace('Z', '000Z') },
+  };
+}
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-connection']);
 const CHUNK = 64 * 1024;
@@ -44,9 +58,21 @@ function pipeToFake(req: IncomingMessage, res: ServerResponse): void {
   req.pipe(up);
 }
 
+function drained(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+}
+
 async function writeChunked(res: ServerResponse, buf: Buffer): Promise<void> {
   for (let off = 0; off < buf.length && !res.destroyed; off += CHUNK) {
-    if (!res.write(buf.subarray(off, off + CHUNK))) await Promise.race([once(res, 'drain'), once(res, 'close')]);
+    if (!res.write(buf.subarray(off, off + CHUNK))) await drained(res);
   }
   res.end();
 }
@@ -73,6 +99,16 @@ async function paced(res: ServerResponse, lines: Buffer[], runId: string, rate: 
 function replay(key: string, req: IncomingMessage, res: ServerResponse): void {
   req.resume();
   const [mode, name, runId, rate, count] = key.split(':');
+  if (mode === 'body' && lists.has(name)) {
+    const { head, tail } = lists.get(name)!;
+    const rv = Buffer.from(String(fake.rv()));
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': head.length + rv.length + tail.length, 'cache-control': 'no-cache, private' });
+    res.cork();
+    res.write(head);
+    res.write(rv);
+    res.end(tail);
+    return;
+  }
   if (mode === 'body') {
     const body = bodies.get(name);
     if (!body) return void res.writeHead(599).end(`no body ${name}`);
@@ -113,8 +149,19 @@ serve({
   urls: () => ({ fake: fake.url, front: frontUrl }),
 
   seedCluster: () => {
-    for (const node of gen.nodes()) fake.create('nodes', node);
+    const nodes = gen.nodes();
+    for (const node of nodes) {
+      fake.create('nodes', node);
+      fake.create('leases', lease(node.metadata.name, 0));
+    }
     for (let p = 0; p < gen.POOLS; p++) fake.create('nodepools', gen.nodePool(p));
+    // Node heartbeats, as in a real cluster (101 nodes renewing every 10 s): the revision moves on
+    // about ten times a second, so a LIST that must be no older than a revision poolview saw waits briefly.
+    let beat = 0;
+    heartbeat = setInterval(() => {
+      const node = nodes[beat++ % nodes.length].metadata.name;
+      fake.update('leases', lease(node, beat));
+    }, 100);
     return { rv: fake.rv() };
   },
 
@@ -132,8 +179,14 @@ serve({
   record: async ({ suffix }: { suffix: string }) => {
     const es = await get(ES_PATH);
     const svc = await get(SVC_PATH);
-    bodies.set(`es-list-${suffix}`, es);
-    bodies.set(`svc-list-${suffix}`, svc);
+    for (const [key, body] of [[`es-list-${suffix}`, es], [`svc-list-${suffix}`, svc]] as const) {
+      bodies.set(key, body);
+      // The list's own metadata comes before its items.
+      const m = /"metadata":\{"resourceVersion":"(\d+)"/.exec(body.subarray(0, 512).toString('latin1'));
+      if (!m) throw new Error(`no list resourceVersion in ${key}`);
+      const at = m.index + m[0].length - m[1].length - 1;
+      lists.set(key, { head: body.subarray(0, at), tail: body.subarray(at + m[1].length) });
+    }
     bodies.set('es-get', await get(`/apis/discovery.k8s.io/v1/namespaces/${gen.namespaceOf(1)}/endpointslices/${gen.serviceName(1)}-abcde`));
     return { esBytes: es.length, svcBytes: svc.length };
   },
@@ -215,6 +268,7 @@ serve({
   rv: () => fake.rv(),
 
   close: async () => {
+    clearInterval(heartbeat);
     front.closeAllConnections();
     await new Promise<void>((r) => front.close(() => r()));
     await fake.close();
