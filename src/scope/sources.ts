@@ -52,9 +52,14 @@ export class ScopeSources implements Scope {
   private readonly nodeLabelPool = new Map<string, string>(); // node -> apps.openyurt.io/nodepool label
   private poolNodes: Map<string, Set<string>> | undefined; // NodePool status.nodes, when the CRD is served
   private poolGates = new Map<string, Record<string, boolean>>();
-  private readonly sliceNodes = new Map<string, { service: string; nodes: string[] }>();
+  /** Service key -> its EndpointSlices -> nodes of their ready endpoints (auto-listen). */
+  private readonly serviceSlices = new Map<string, Map<string, string[]>>();
+  /** Node -> pool from NodePool status.nodes, kept with poolNodes. */
+  private readonly statusPoolOf = new Map<string, string>();
   private readonly endpointPoolsPublished = new Map<string, ReadonlySet<string>>();
-  private readonly endpointPoolsDue = new Map<string, NodeJS.Timeout>();
+  private readonly endpointPoolsNow = new Set<string>();
+  private readonly endpointPoolsLater = new Set<string>();
+  private readonly endpointPoolsTimers: { now?: NodeJS.Timeout; later?: NodeJS.Timeout } = {};
   private readonly listeners: ChangeListener[] = [];
   private readonly reflectors: Array<{ name: string; reflector?: Reflector; optional?: boolean; error?: string }> = [];
   private services!: Reflector;
@@ -72,10 +77,7 @@ export class ScopeSources implements Scope {
   }
 
   poolOf(node: string): string | undefined {
-    if (this.poolNodes) {
-      for (const [pool, nodes] of this.poolNodes) if (nodes.has(node)) return pool;
-    }
-    return this.nodeLabelPool.get(node);
+    return (this.poolNodes && this.statusPoolOf.get(node)) || this.nodeLabelPool.get(node);
   }
 
   poolMembers(pool: string): ReadonlySet<string> | undefined {
@@ -138,7 +140,8 @@ export class ScopeSources implements Scope {
   stop(): void {
     this.stopped = true;
     for (const r of this.reflectors) r.reflector?.stop();
-    for (const t of this.endpointPoolsDue.values()) clearTimeout(t);
+    clearTimeout(this.endpointPoolsTimers.now);
+    clearTimeout(this.endpointPoolsTimers.later);
   }
 
   private watch(name: string, path: string, onEvent: ReflectorHandler, extra: { query?: Record<string, string>; keepObjects?: boolean } = {}): Reflector {
@@ -181,6 +184,7 @@ export class ScopeSources implements Scope {
           });
           try {
             this.poolNodes = new Map();
+            this.statusPoolOf.clear();
             await reflector.start();
             entry.reflector = reflector;
             entry.error = undefined;
@@ -242,8 +246,10 @@ export class ScopeSources implements Scope {
     const gatesBefore = JSON.stringify(this.poolGates.get(name) ?? {});
     this.readPoolGates(name, type === 'deleted' ? undefined : obj.metadata.annotations?.[POOL_GATES_ANNOTATION]);
     const gatesChanged = gatesBefore !== JSON.stringify(this.poolGates.get(name) ?? {});
+    for (const node of before ?? []) if (this.statusPoolOf.get(node) === name) this.statusPoolOf.delete(node);
     if (type === 'deleted') this.poolNodes.delete(name);
     else this.poolNodes.set(name, nodes);
+    for (const node of nodes) this.statusPoolOf.set(node, name);
     if (gatesChanged || !before || before.size !== nodes.size || [...nodes].some((n) => !before.has(n))) {
       this.poolsChanged('nodepool');
     }
@@ -272,50 +278,56 @@ export class ScopeSources implements Scope {
     }
   };
 
-  private readonly onEndpointSlice: ReflectorHandler = (type, obj) => {
+  private readonly onEndpointSlice: ReflectorHandler = (type, obj, old) => {
     const key = objectKey(obj);
-    const service = obj.metadata.labels?.['kubernetes.io/service-name'];
-    const before = this.sliceNodes.get(key)?.service;
-    if (type === 'deleted' || !service) this.sliceNodes.delete(key);
-    else {
+    const serviceOf = (o: KubeObject | undefined) => {
+      const name = o?.metadata.labels?.['kubernetes.io/service-name'];
+      return name ? `${o!.metadata.namespace}/${name}` : undefined;
+    };
+    const before = serviceOf(old);
+    const after = type === 'deleted' ? undefined : serviceOf(obj);
+    if (before) this.serviceSlices.get(before)?.delete(key);
+    if (after) {
       const endpoints = (obj.endpoints as Array<{ nodeName?: string; conditions?: { ready?: boolean } }> | undefined) ?? [];
       const nodes = endpoints.filter((e) => e.nodeName && e.conditions?.ready !== false).map((e) => e.nodeName!);
-      this.sliceNodes.set(key, { service: `${obj.metadata.namespace}/${service}`, nodes });
+      let slices = this.serviceSlices.get(after);
+      if (!slices) this.serviceSlices.set(after, (slices = new Map()));
+      slices.set(key, nodes);
     }
-    for (const svc of new Set([before, service && `${obj.metadata.namespace}/${service}`])) {
-      if (svc) this.scheduleEndpointPools(svc);
-    }
+    for (const svc of new Set([before, after])) if (svc) this.scheduleEndpointPools(svc);
   };
 
   private scheduleAllEndpointPools(): void {
-    const services = new Set([...this.sliceNodes.values()].map((s) => s.service));
-    for (const svc of this.endpointPoolsPublished.keys()) services.add(svc);
-    for (const svc of services) this.scheduleEndpointPools(svc);
+    for (const svc of this.serviceSlices.keys()) this.scheduleEndpointPools(svc);
   }
 
+  /** Endpoint pools are recomputed in batches: at once the first time, later after endpoint churn settles. */
   private scheduleEndpointPools(service: string): void {
-    if (this.endpointPoolsDue.has(service)) return;
-    // The first computation is immediate; later ones wait out endpoint churn.
-    const delay = this.endpointPoolsPublished.has(service) ? (this.opts.autoListenDebounceMs ?? 3000) : 0;
-    this.endpointPoolsDue.set(
-      service,
-      setTimeout(() => {
-        this.endpointPoolsDue.delete(service);
-        const pools = new Set<string>();
-        for (const slice of this.sliceNodes.values()) {
-          if (slice.service !== service) continue;
-          for (const node of slice.nodes) {
-            const pool = this.poolOf(node);
-            if (pool) pools.add(pool);
-          }
+    const first = !this.endpointPoolsPublished.has(service);
+    (first ? this.endpointPoolsNow : this.endpointPoolsLater).add(service);
+    if (first) this.endpointPoolsTimers.now ??= setTimeout(() => this.publishEndpointPools('now'), 0).unref();
+    else this.endpointPoolsTimers.later ??= setTimeout(() => this.publishEndpointPools('later'), this.opts.autoListenDebounceMs ?? 3000).unref();
+  }
+
+  private publishEndpointPools(which: 'now' | 'later'): void {
+    this.endpointPoolsTimers[which] = undefined;
+    const due = which === 'now' ? this.endpointPoolsNow : this.endpointPoolsLater;
+    let changed = false;
+    for (const service of due) {
+      const pools = new Set<string>();
+      for (const nodes of this.serviceSlices.get(service)?.values() ?? []) {
+        for (const node of nodes) {
+          const pool = this.poolOf(node);
+          if (pool) pools.add(pool);
         }
-        const before = this.endpointPoolsPublished.get(service);
-        if (before && before.size === pools.size && [...pools].every((p) => before.has(p))) return;
-        this.endpointPoolsPublished.set(service, pools);
-        const svc = this.services?.store.get(service);
-        if (svc?.metadata.annotations?.[AUTO_LISTEN_ANNOTATION] !== undefined) this.notify(new Set(['services']), 'auto-listen');
-      }, delay).unref(),
-    );
+      }
+      const before = this.endpointPoolsPublished.get(service);
+      if (before && before.size === pools.size && [...pools].every((p) => before.has(p))) continue;
+      this.endpointPoolsPublished.set(service, pools);
+      if (this.services?.store.get(service)?.metadata.annotations?.[AUTO_LISTEN_ANNOTATION] !== undefined) changed = true;
+    }
+    due.clear();
+    if (changed) this.notify(new Set(['services']), 'auto-listen');
   }
 
   private warnOnce(key: string, fields: object, msg: string): void {

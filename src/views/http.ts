@@ -81,3 +81,17 @@ export function negotiate(accept: string | undefined): { metadataOnly: boolean; 
   if (usable.length === 0) return { metadataOnly: false, acceptable: false };
   return { metadataOnly: /;\s*as=PartialObjectMetadata/i.test(usable[0]), acceptable: true };
 }
+
+/** Resolves when the client can take more, or has gone away. */
+export function drained(res: ServerResponse): Promise<void> {
+  if (!res.writableNeedDrain || res.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+}

@@ -4,7 +4,8 @@ import type { KubeObject } from '../../filters/types.js';
 import { applyChain, type Filter, type Scope } from '../../filters/types.js';
 import type { InterceptContext } from '../types.js';
 import { rvNumber, type Revisions } from '../revisions.js';
-import { getUpstream, negotiate, notFound, readAll, relay, sendJson, status } from './http.js';
+import { drained, getUpstream, negotiate, notFound, readAll, relay, sendJson, status, type UpstreamResponse } from './http.js';
+import type { ServerResponse } from 'node:http';
 import { notOlderThan, toMetadata } from './objects.js';
 import type { ViewRegistry } from './registry.js';
 
@@ -65,6 +66,23 @@ export async function awaitRevision(ctx: InterceptContext, deps: ViewDeps, at: n
   }
 }
 
+/**
+ * A component no filter ever targeted sees upstream as it is, streamed byte for byte; only the
+ * resourceVersion is read from the head of the body, so that W counts what this client was served.
+ */
+async function streamUnchanged(res: ServerResponse, upstream: UpstreamResponse, deps: ViewDeps): Promise<void> {
+  res.writeHead(200, { 'content-type': String(upstream.headers['content-type']) });
+  let head = true;
+  for await (const chunk of upstream.body) {
+    if (head) {
+      head = false;
+      deps.revisions.observe(/"resourceVersion":"(\d+)"/.exec((chunk as Buffer).subarray(0, 4096).toString('latin1'))?.[1]);
+    }
+    if (!res.write(chunk)) await drained(res);
+  }
+  res.end();
+}
+
 export async function serveList(ctx: InterceptContext, subject: ViewSubject, deps: ViewDeps): Promise<void> {
   const { req, res, info } = ctx;
   const { metadataOnly, acceptable } = negotiate(req.headers.accept);
@@ -77,30 +95,26 @@ export async function serveList(ctx: InterceptContext, subject: ViewSubject, dep
   let body: KubeObject | KubeList;
   let changedAt: number;
   let chain: readonly Filter[];
+  if (info.verb === 'list' && subject.marked()) await awaitRevision(ctx, deps, deps.registry.changedAt(info.resource), abort.signal);
   for (let attempt = 0; ; attempt++) {
     const upstream = await getUpstream(ctx, url.pathname + url.search, abort.signal);
     const type = String(upstream.headers['content-type'] ?? '');
     if (upstream.statusCode !== 200 || !type.startsWith('application/json')) return relay(res, upstream);
+    if (subject.chain().length === 0 && !subject.marked() && !metadataOnly) return streamUnchanged(res, upstream, deps);
     const text = await readAll(upstream.body);
     body = JSON.parse(text) as KubeObject | KubeList;
     const rv = rvNumber(body.metadata?.resourceVersion);
     deps.revisions.observe(rv);
     chain = subject.chain();
-    if (chain.length === 0 && !subject.marked() && !metadataOnly) {
-      // Never targeted: the client sees upstream as it is, byte for byte.
-      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-      res.end(text);
-      return;
-    }
     // Objects are marked with the last scope change's revision (rule 5): it must be one the
     // answer already covers, so a change that came in meanwhile means reading again.
     changedAt = subject.marked() ? deps.registry.changedAt(info.resource) : 0;
-    if (info.verb !== 'list' || changedAt <= rv || attempt === FRESH_RETRIES) {
+    if (info.verb !== 'list' || changedAt <= rv || attempt === 3) {
       changedAt = Math.min(changedAt, info.verb === 'list' ? rv : deps.revisions.high);
       break;
     }
     consistentListQuery(url.searchParams, changedAt);
-    await new Promise((r) => setTimeout(r, FRESH_RETRY_MS));
+    await awaitRevision(ctx, deps, changedAt, abort.signal);
   }
   if (info.verb === 'get') {
     const out = applyChain(chain, body as KubeObject, deps.scope);

@@ -2,14 +2,13 @@
 // told it about, the latest upstream version and what the client holds, so that it can send exactly
 // the transitions of the view contract — for upstream events and for scope changes alike.
 import type { ServerResponse } from 'node:http';
-import { once } from 'node:events';
 import type { KubeObject } from '../../filters/types.js';
 import { applyChain, type Filter } from '../../filters/types.js';
 import type { InterceptContext } from '../types.js';
 import { jsonLines } from '../json-lines.js';
 import { objectKey } from '../reflector.js';
 import { rvNumber } from '../revisions.js';
-import { expired, getUpstream, negotiate, readAll, relay, sendJson, status } from './http.js';
+import { drained, expired, getUpstream, negotiate, readAll, relay, sendJson, status } from './http.js';
 import { notOlderThan, sameContent, toMetadata, withResourceVersion } from './objects.js';
 import { awaitRevision, type ViewDeps, type ViewSubject } from './list.js';
 import type { ReevaluatingView } from './registry.js';
@@ -199,8 +198,7 @@ export class WatchView implements ReevaluatingView {
   }
 
   async drain(): Promise<void> {
-    const res = this.ctx.res;
-    if (res.writableNeedDrain && !this.closed) await Promise.race([once(res, 'drain'), once(res, 'close')]);
+    if (!this.closed) await drained(this.ctx.res);
   }
 
   close(): void {
