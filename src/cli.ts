@@ -27,7 +27,7 @@ export function helpText(): string {
     'poolview - edge-side filtering proxy for the Kubernetes API (drop-in for yurt-hub\'s filtering proxy)',
     '',
     'Usage: poolview [serve] [flags]',
-    '       poolview <command> [flags]     other commands: demo, view (when installed)',
+    '       poolview <command> [flags]     other commands: demo, view (each with --help)',
     '',
     'Flags (each also read from the environment variable shown; a flag wins over its variable):',
     ...FLAGS.map((f) => `  --${f.flag.padEnd(width)}${f.env ? `[$${f.env}] ` : ''}${f.help}`),
