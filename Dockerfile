@@ -23,6 +23,9 @@ RUN --mount=type=cache,target=/root/.npm \
 COPY tsconfig.json ./
 COPY src ./src
 COPY filters ./filters
+# The in-process fake apiserver and the control-plane harness back `poolview demo`.
+COPY test/fake ./test/fake
+COPY test/support/cluster.ts ./test/support/cluster.ts
 RUN npm run build
 
 # ---- runtime ---------------------------------------------------------------------------------------

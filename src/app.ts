@@ -99,7 +99,15 @@ export async function startPoolview(
 
     proxies.push(createProxyApp({ handler }));
     if (tls) proxies.push(createProxyApp({ handler, https: tls }));
-    for (const app of proxies) app.server.on('upgrade', onUpgrade);
+    // Raw sockets too: a TLS connection still in its handshake is not one closeAllConnections() knows.
+    const sockets = new Set<Duplex>();
+    for (const app of proxies) {
+      app.server.on('upgrade', onUpgrade);
+      app.server.on('connection', (socket: Duplex) => {
+        sockets.add(socket);
+        socket.once('close', () => sockets.delete(socket));
+      });
+    }
     await proxies[0].listen({ host: options.bindAddress, port: options.port });
     if (proxies[1]) await proxies[1].listen({ host: options.bindAddress, port: options.securePort! });
 
@@ -134,6 +142,7 @@ export async function startPoolview(
           open.destroyAll();
         }
         for (const app of proxies) app.server.closeAllConnections();
+        for (const socket of sockets) socket.destroy();
         await closed;
         await cleanup();
         log.info('stopped');

@@ -366,7 +366,7 @@ describe('Dockerfile', () => {
         }
       }
     }
-    for (const secretish of ['node_modules', 'dist', '.git', 'test', 'bench', 'kubeconfig', '.env']) {
+    for (const secretish of ['node_modules', 'dist', '.git', 'test/e2e', 'test/fake/apiserver.test.ts', 'bench', 'kubeconfig', '.env']) {
       expect(dockerIgnored(dockerignore, secretish), `${secretish} stays out of the context`).toBe(true);
     }
   });
