@@ -72,7 +72,13 @@ export function parsePort(value: string, what: string): number {
   return port;
 }
 
-/** `A=true,B=false` as Kubernetes components take --feature-gates. */
+/** poolview's feature gates and their defaults. */
+export const FEATURE_GATES: Record<string, { default: boolean; help: string }> = {
+  NodePortAutoListen: { default: false, help: 'nodeport.openyurt.io/auto-listen: "true" listens on the pools where the endpoints run' },
+  ViewTransitions: { default: true, help: 'send DELETED/ADDED/MODIFIED when scope changes move objects (off = yurt-hub before v1.5)' },
+};
+
+/** `A=true,B=false` as Kubernetes components take --feature-gates; unknown gates are an error. */
 export function parseFeatureGates(value: string, what = '--feature-gates'): Record<string, boolean> {
   const gates: Record<string, boolean> = {};
   for (const entry of value.split(',')) {
@@ -80,6 +86,7 @@ export function parseFeatureGates(value: string, what = '--feature-gates'): Reco
     if (trimmed === '') continue;
     const m = /^([A-Za-z0-9][A-Za-z0-9_.-]*)\s*=\s*(true|false)$/i.exec(trimmed);
     if (!m) throw new UsageError(`${what}: "${trimmed}" is not Name=true|false`);
+    if (!(m[1] in FEATURE_GATES)) throw new UsageError(`${what}: unknown feature gate ${m[1]} (known: ${Object.keys(FEATURE_GATES).join(', ')})`);
     gates[m[1]] = m[2].toLowerCase() === 'true';
   }
   return gates;

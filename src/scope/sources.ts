@@ -8,27 +8,13 @@ import type { Upstream } from '../types.js';
 import { NotServedError, Reflector, objectKey, type ReflectorHandler } from '../reflector.js';
 import type { Revisions } from '../revisions.js';
 import type { Targeting } from '../targeting.js';
+import { FEATURE_GATES, parseFeatureGates } from '../options.js';
 
 export const NODEPOOL_LABEL = 'apps.openyurt.io/nodepool';
 export const TOPOLOGY_ANNOTATION = 'openyurt.io/topologyKeys';
 export const AUTO_LISTEN_ANNOTATION = 'nodeport.openyurt.io/auto-listen';
 /** Per-pool feature gates, e.g. "NodePortAutoListen=true", on the node's NodePool. */
 export const POOL_GATES_ANNOTATION = 'poolview.openyurt.io/feature-gates';
-
-export const FEATURE_GATES: Record<string, { default: boolean; help: string }> = {
-  NodePortAutoListen: { default: false, help: 'nodeport.openyurt.io/auto-listen: "true" listens on the pools where the endpoints run' },
-  ViewTransitions: { default: true, help: 'send DELETED/ADDED/MODIFIED when scope changes move objects (off = yurt-hub before v1.5)' },
-};
-
-export function parseFeatureGates(value: string): Record<string, boolean> {
-  const gates: Record<string, boolean> = {};
-  for (const entry of value.split(',').map((e) => e.trim()).filter(Boolean)) {
-    const m = /^([A-Za-z0-9]+)=(true|false)$/.exec(entry);
-    if (!m || !(m[1] in FEATURE_GATES)) throw new Error(`invalid feature gate "${entry}" (known: ${Object.keys(FEATURE_GATES).join(', ')})`);
-    gates[m[1]] = m[2] === 'true';
-  }
-  return gates;
-}
 
 const ENDPOINT_RESOURCES = ['endpointslices', 'endpoints'];
 

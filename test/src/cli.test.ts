@@ -79,6 +79,7 @@ describe('mistakes are one line on stderr and exit code 2', () => {
     ['a bad port', ['--node-name', 'n', '--port', 'http'], {}, /^poolview: --port: "http" is not a port number /],
     ['a bad port from the environment', ['--node-name', 'n'], { POOLVIEW_PORT: '70000' }, /^poolview: \$POOLVIEW_PORT: 70000 is out of range/],
     ['bad feature gates', ['--node-name', 'n', '--feature-gates', 'A=yes'], {}, /^poolview: --feature-gates: "A=yes" is not Name=true\|false /],
+    ['unknown feature gate', ['--node-name', 'n', '--feature-gates', 'Nope=true'], {}, /^poolview: --feature-gates: unknown feature gate Nope /],
     ['a bad log level', ['--node-name', 'n', '--log-level', 'loud'], {}, /^poolview: --log-level: "loud" is not one of /],
     ['a bad anonymous policy', ['--node-name', 'n', '--anonymous-requests', 'maybe'], {}, /^poolview: --anonymous-requests: "maybe"/],
     ['proxy-identity on a public address', ['--node-name', 'n', '--anonymous-requests', 'proxy-identity', '--bind-address', '0.0.0.0'], {}, /needs a loopback --bind-address/],
@@ -113,7 +114,7 @@ describe('flags and environment', () => {
       POOLVIEW_PORT: '1000',
       POOLVIEW_HEALTH_PORT: '1001',
       POOLVIEW_LOG_LEVEL: 'debug',
-      POOLVIEW_FEATURE_GATES: 'A=true, B=false',
+      POOLVIEW_FEATURE_GATES: 'NodePortAutoListen=true, ViewTransitions=false',
       POOLVIEW_CONFIGMAP_NAME: '',
     };
     expect(parseServeArgs(['--node-name', 'flag-node', '--port=2000', '--configmap-namespace', 'cfg'], env)).toEqual({
@@ -124,7 +125,7 @@ describe('flags and environment', () => {
       port: 2000,
       healthPort: 1001,
       logLevel: 'debug',
-      featureGates: { A: true, B: false },
+      featureGates: { NodePortAutoListen: true, ViewTransitions: false },
       configMapNamespace: 'cfg',
     });
   });
