@@ -3,7 +3,7 @@
 // the transitions of the view contract — for upstream events and for scope changes alike.
 import type { ServerResponse } from 'node:http';
 import type { KubeObject } from '../../filters/types.js';
-import { applyChain, type Filter } from '../../filters/types.js';
+import { applyChain } from '../../filters/types.js';
 import type { InterceptContext } from '../types.js';
 import { jsonLines } from '../json-lines.js';
 import { objectKey } from '../reflector.js';
