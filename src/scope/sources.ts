@@ -31,7 +31,8 @@ export interface ScopeSourceOptions {
   autoListenDebounceMs?: number;
 }
 
-type ChangeListener = (resources: ReadonlySet<string>, reason: string) => void;
+/** Resources to re-evaluate; `services` narrows it to the objects of those Services ("ns/name"). */
+type ChangeListener = (resources: ReadonlySet<string>, reason: string, services?: ReadonlySet<string>) => void;
 
 export class ScopeSources implements Scope {
   readonly nodeName: string;
@@ -196,9 +197,9 @@ export class ScopeSources implements Scope {
 
   // ---- change detection ----
 
-  private notify(resources: Set<string>, reason: string): void {
+  private notify(resources: Set<string>, reason: string, services?: ReadonlySet<string>): void {
     if (resources.size === 0) return;
-    for (const listener of this.listeners) listener(resources, reason);
+    for (const listener of this.listeners) listener(resources, reason, services);
   }
 
   /** Re-evaluate everything that depends on pools: the node's own pool may have moved too. */
@@ -210,7 +211,7 @@ export class ScopeSources implements Scope {
   private readonly onService: ReflectorHandler = (type, obj, old) => {
     const before = old?.metadata.annotations?.[TOPOLOGY_ANNOTATION];
     const after = type === 'deleted' ? undefined : obj.metadata.annotations?.[TOPOLOGY_ANNOTATION];
-    if (before !== after) this.notify(new Set(ENDPOINT_RESOURCES), 'service-topology');
+    if (before !== after) this.notify(new Set(ENDPOINT_RESOURCES), 'service-topology', new Set([objectKey(obj)]));
   };
 
   private readonly onNode: ReflectorHandler = (type, obj) => {
@@ -298,7 +299,7 @@ export class ScopeSources implements Scope {
   private publishEndpointPools(which: 'now' | 'later'): void {
     this.endpointPoolsTimers[which] = undefined;
     const due = which === 'now' ? this.endpointPoolsNow : this.endpointPoolsLater;
-    let changed = false;
+    const changed = new Set<string>();
     for (const service of due) {
       const pools = new Set<string>();
       for (const nodes of this.serviceSlices.get(service)?.values() ?? []) {
@@ -310,10 +311,10 @@ export class ScopeSources implements Scope {
       const before = this.endpointPoolsPublished.get(service);
       if (before && before.size === pools.size && [...pools].every((p) => before.has(p))) continue;
       this.endpointPoolsPublished.set(service, pools);
-      if (this.services?.store.get(service)?.metadata.annotations?.[AUTO_LISTEN_ANNOTATION] !== undefined) changed = true;
+      if (this.services?.store.get(service)?.metadata.annotations?.[AUTO_LISTEN_ANNOTATION] !== undefined) changed.add(service);
     }
     due.clear();
-    if (changed) this.notify(new Set(['services']), 'auto-listen');
+    if (changed.size > 0) this.notify(new Set(['services']), 'auto-listen', changed);
   }
 
   private warnOnce(key: string, fields: object, msg: string): void {

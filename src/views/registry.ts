@@ -6,7 +6,7 @@ import type { Revisions } from '../revisions.js';
 
 export interface ReevaluatingView {
   readonly resource: string;
-  /** Applies the scope changes it has not applied yet: re-decides every object it knows. */
+  /** Applies the scope changes it has not applied yet: re-decides the objects they concern. */
   catchUp(cause: string): void;
   close(): void;
 }
@@ -24,11 +24,17 @@ interface ScopeChange {
 
 /** Bursts within this window are applied as one change (a pool of 1,000 nodes changing). */
 const COALESCE_MS = 5;
+/** Recent changes kept per resource, so a view that missed a few re-decides only what they touched. */
+const RECENT_CHANGES = 32;
+
+/** Which objects a change concerns: those of these Services ("namespace/name"), or all. */
+export type Affected = ReadonlySet<string> | 'all';
 
 export class ViewRegistry {
   private readonly views = new Map<string, Set<ReevaluatingView>>();
   private readonly changes = new Map<string, ScopeChange>();
   private readonly pending = new Map<string, string>(); // resource -> cause
+  private readonly recent = new Map<string, Array<{ generation: number; services?: ReadonlySet<string> }>>();
   private timer: NodeJS.Timeout | undefined;
   readonly metrics: ViewMetrics;
 
@@ -64,6 +70,18 @@ export class ViewRegistry {
     return this.changes.get(resource)?.at ?? 0;
   }
 
+  /** What the changes after `generation` concern. */
+  affectedSince(resource: string, generation: number): Affected {
+    const recent = (this.recent.get(resource) ?? []).filter((c) => c.generation > generation);
+    if (recent.length === 0 || recent[0].generation !== generation + 1) return 'all';
+    const services = new Set<string>();
+    for (const change of recent) {
+      if (!change.services) return 'all';
+      for (const svc of change.services) services.add(svc);
+    }
+    return services;
+  }
+
   /** A watch may resume from rv without a re-list when its client's view was built after the last scope change. */
   canResume(resource: string, rv: number): boolean {
     return rv >= this.changedAt(resource);
@@ -74,10 +92,15 @@ export class ViewRegistry {
    * served from now on is marked with it; the open views are re-evaluated together a moment later.
    * `mark: false` re-evaluates without a new revision: for a change no client has seen a view of.
    */
-  scopeChanged(resources: Iterable<string>, cause: string, opts: { mark?: boolean } = {}): void {
+  scopeChanged(resources: Iterable<string>, cause: string, opts: { mark?: boolean; services?: ReadonlySet<string> } = {}): void {
     const at = opts.mark === false ? 0 : this.revisions.high + 1;
     for (const resource of resources) {
-      this.changes.set(resource, { generation: this.generation(resource) + 1, at: Math.max(at, this.changedAt(resource)) });
+      const generation = this.generation(resource) + 1;
+      this.changes.set(resource, { generation, at: Math.max(at, this.changedAt(resource)) });
+      let recent = this.recent.get(resource);
+      if (!recent) this.recent.set(resource, (recent = []));
+      recent.push({ generation, services: opts.services });
+      if (recent.length > RECENT_CHANGES) recent.shift();
       if (!this.pending.has(resource)) this.pending.set(resource, cause);
     }
     this.timer ??= setTimeout(() => this.flush(), COALESCE_MS);

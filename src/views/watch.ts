@@ -11,7 +11,13 @@ import { rvNumber } from '../revisions.js';
 import { drained, expired, getUpstream, negotiate, readAll, relay, sendJson, status } from './http.js';
 import { notOlderThan, sameContent, toMetadata, withResourceVersion } from './objects.js';
 import { awaitRevision, type ViewDeps, type ViewSubject } from './list.js';
-import type { ReevaluatingView } from './registry.js';
+import type { Affected, ReevaluatingView } from './registry.js';
+
+/** The Service an object belongs to ("namespace/name"): itself, or an EndpointSlice's label. */
+function serviceOf(obj: KubeObject): string {
+  const name = obj.kind === 'EndpointSlice' ? obj.metadata.labels?.['kubernetes.io/service-name'] : obj.metadata.name;
+  return `${obj.metadata.namespace}/${name}`;
+}
 
 const INITIAL_EVENTS_END = 'k8s.io/initial-events-end';
 /** A client this far behind is cut off; it re-watches from its last resourceVersion. */
@@ -130,10 +136,11 @@ export class WatchView implements ReevaluatingView {
 
   /** Applies scope changes not yet applied to this view. */
   catchUp(cause = 'scope'): void {
-    if (this.generation !== this.deps.registry.generation(this.resource)) this.reevaluate(cause);
+    if (this.generation === this.deps.registry.generation(this.resource)) return;
+    this.reevaluate(cause, this.deps.registry.affectedSince(this.resource, this.generation));
   }
 
-  reevaluate(cause: string): void {
+  reevaluate(cause: string, affected: Affected = 'all'): void {
     this.generation = this.deps.registry.generation(this.resource);
     if (this.closed || !this.subject.transitions()) return;
     if (this.initial) {
@@ -146,6 +153,7 @@ export class WatchView implements ReevaluatingView {
     const at = String(this.hwm);
     const count = (type: string) => this.deps.registry.metrics.synthesized.inc({ type, cause });
     for (const entry of this.entries.values()) {
+      if (affected !== 'all' && !affected.has(serviceOf(entry.obj))) continue;
       const out = this.decide(entry.obj);
       const held = entry.held;
       if (!out && !held) continue;
