@@ -3,15 +3,12 @@
 // own poolview. Scope changes — the listen annotation, auto-listen endpoint pools, a node moving
 // between pools — reach kube-proxy's iptables rules within seconds, without a kube-proxy restart.
 // The change→rules times are measured (rules polled every ~50 ms) and logged.
-import { createWriteStream, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { startPoolview } from '../../src/app.js';
-import { createLogger } from '../../src/log.js';
 import type { Cluster, KubeObject } from '../support/cluster.js';
 import { createNodeNetns, describeWithKubeProxy, startKubeProxy, type KubeProxy, type NodeNetns, type ProxyRules } from '../support/kube-proxy.js';
-import type { TestPoolview } from '../support/poolview.js';
+import { startTestPoolview, type TestPoolview } from '../support/poolview.js';
 import { sleep } from '../support/processes.js';
 import { sharedCluster, uniqueName } from '../support/shared-cluster.js';
 
@@ -24,47 +21,6 @@ const BUDGET_MS = 15_000;
 const POLL_MS = 50;
 
 const cluster = sharedCluster();
-
-/**
- * startTestPoolview with feature gates: the harness helper takes only nodeName, nodePoolName and
- * bindAddress, so this is the same set-up (cluster-CA-signed serving certificate, poolview identity,
- * free ports, log file in the work dir) plus `featureGates`.
- */
-async function startGatedPoolview(
-  c: Cluster,
-  opts: { nodeName: string; bindAddress: string; featureGates: Record<string, boolean> },
-): Promise<TestPoolview> {
-  const tls = await c.issueServingCert(`poolview-${opts.nodeName}`, [opts.bindAddress]);
-  const logFile = join(c.workDir, `poolview-${opts.nodeName}.log`);
-  const stream = createWriteStream(logFile, { flags: 'a' });
-  const logger = createLogger(process.env.POOLVIEW_E2E_LOG_LEVEL ?? 'info', stream);
-  const pv = await startPoolview(
-    {
-      nodeName: opts.nodeName,
-      kubeconfig: c.kubeconfig('poolview'),
-      bindAddress: opts.bindAddress,
-      port: 0,
-      securePort: 0,
-      tlsCertFile: tls.certFile,
-      tlsPrivateKeyFile: tls.keyFile,
-      healthPort: 0,
-      featureGates: opts.featureGates,
-    },
-    { logger, probeIntervalMs: 1_000 },
-  ).catch((err: unknown) => {
-    stream.end();
-    throw err;
-  });
-  return {
-    ...pv,
-    httpsUrl: pv.secureUrl!,
-    logFile,
-    close: async () => {
-      await pv.close();
-      await new Promise<void>((resolve) => stream.end(resolve));
-    },
-  };
-}
 
 interface WatchedEvent {
   type: string;
@@ -209,7 +165,7 @@ describeKp('nodeportisolation with two real kube-proxies (pool1, pool2)', () => 
     // As the DaemonSet runs it: no --nodepool-name, the pool comes from the Node and the NodePools
     // (so the node can move). The gate is on from the start: it changes nothing for `listen`.
     for (const site of [site1, site2]) {
-      site.poolview = await startGatedPoolview(cluster, {
+      site.poolview = await startTestPoolview(cluster, {
         nodeName: site.node,
         bindAddress: site.netns!.hostIP,
         featureGates: { NodePortAutoListen: true },

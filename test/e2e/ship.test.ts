@@ -393,7 +393,7 @@ describeWithKubeProxy()('poolview view agrees with a real kube-proxy through poo
     await sleep(300);
     await cluster.createService(ns, 'auto-a', { type: 'NodePort', ports, annotations: { [AUTO_LISTEN]: 'true' } });
 
-    pv = await startGatedPoolview(cluster, nodeA, netns.hostIP);
+    pv = await startTestPoolview(cluster, { nodeName: nodeA, bindAddress: netns.hostIP, featureGates: { NodePortAutoListen: true } });
     cleanups.push(() => pv.close());
     kubeProxy = await startKubeProxy({ cluster, nodeName: nodeA, server: pv.httpsUrl, netns, createNode: false });
     cleanups.push(() => kubeProxy.stop());
@@ -471,32 +471,3 @@ function rulesOf(rules: ProxyRules, ns: string): Record<string, string[]> {
   return out;
 }
 
-/** startTestPoolview plus feature gates (the harness helper does not pass them through). */
-async function startGatedPoolview(c: Cluster, nodeName: string, bindAddress: string): Promise<TestPoolview> {
-  const tls = await c.issueServingCert(`poolview-${nodeName}`, [bindAddress]);
-  const logFile = join(c.workDir, `poolview-${nodeName}.log`);
-  const stream = createWriteStream(logFile, { flags: 'a' });
-  const pv = await startPoolview(
-    {
-      nodeName,
-      kubeconfig: c.kubeconfig('poolview'),
-      bindAddress,
-      port: 0,
-      securePort: 0,
-      tlsCertFile: tls.certFile,
-      tlsPrivateKeyFile: tls.keyFile,
-      healthPort: 0,
-      featureGates: { NodePortAutoListen: true },
-    },
-    { logger: createLogger(process.env.POOLVIEW_E2E_LOG_LEVEL ?? 'info', stream), probeIntervalMs: 1_000 },
-  );
-  return {
-    ...pv,
-    httpsUrl: pv.secureUrl!,
-    logFile,
-    close: async () => {
-      await pv.close();
-      await new Promise<void>((r) => stream.end(r));
-    },
-  };
-}

@@ -22,7 +22,7 @@ export interface TestPoolview extends RunningPoolview {
  */
 export async function startTestPoolview(
   cluster: Cluster,
-  opts: { nodeName: string; nodePoolName?: string; bindAddress?: string },
+  opts: { nodeName: string; nodePoolName?: string; bindAddress?: string; featureGates?: Record<string, boolean> },
 ): Promise<TestPoolview> {
   const bindAddress = opts.bindAddress ?? '127.0.0.1';
   const tls = await cluster.issueServingCert(`poolview-${opts.nodeName}`, bindAddress === '127.0.0.1' ? [] : [bindAddress]);
@@ -40,6 +40,7 @@ export async function startTestPoolview(
       tlsCertFile: tls.certFile,
       tlsPrivateKeyFile: tls.keyFile,
       healthPort: 0,
+      featureGates: opts.featureGates,
     },
     { logger, probeIntervalMs: 1_000 },
   ).catch((err: unknown) => {
