@@ -151,6 +151,27 @@ function setOrOmit(target: Record<string, unknown>, key: string, kept: readonly 
   else target[key] = kept;
 }
 
+/**
+ * The nodes an object's endpoints run on, for EndpointSlices and Endpoints (none for anything else):
+ * a change of these nodes' pools can change what the filter keeps of it.
+ */
+export function endpointNodes(obj: KubeObject): string[] {
+  const nodes: string[] = [];
+  const push = (node: string | undefined) => {
+    if (node !== undefined) nodes.push(node);
+  };
+  const shape = shapeOf(obj);
+  if (shape === 'endpointslice' && Array.isArray(obj.endpoints)) {
+    const beta = obj.apiVersion === V1BETA1;
+    for (const e of obj.endpoints) push(sliceEndpointNode(e, beta));
+  } else if (shape === 'endpoints' && Array.isArray(obj.subsets)) {
+    for (const subset of obj.subsets as Array<Record<string, unknown> | null>) {
+      for (const list of [subset?.addresses, subset?.notReadyAddresses]) if (Array.isArray(list)) for (const a of list) push(addressNode(a));
+    }
+  }
+  return nodes;
+}
+
 function apply(obj: KubeObject, scope: Scope): FilterDecision {
   const shape = shapeOf(obj);
   if (shape === undefined) return obj;

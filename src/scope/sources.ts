@@ -31,8 +31,15 @@ export interface ScopeSourceOptions {
   autoListenDebounceMs?: number;
 }
 
-/** Resources to re-evaluate; `services` narrows it to the objects of those Services ("ns/name"). */
-type ChangeListener = (resources: ReadonlySet<string>, reason: string, services?: ReadonlySet<string>) => void;
+/**
+ * Resources to re-evaluate; a focus narrows it to the objects of these Services ("ns/name") or with
+ * endpoints on these nodes.
+ */
+type ChangeListener = (resources: ReadonlySet<string>, reason: string, focus?: ChangeFocus) => void;
+export interface ChangeFocus {
+  services?: ReadonlySet<string>;
+  nodes?: ReadonlySet<string>;
+}
 
 export class ScopeSources implements Scope {
   readonly nodeName: string;
@@ -197,21 +204,26 @@ export class ScopeSources implements Scope {
 
   // ---- change detection ----
 
-  private notify(resources: Set<string>, reason: string, services?: ReadonlySet<string>): void {
+  private notify(resources: Set<string>, reason: string, focus?: ChangeFocus): void {
     if (resources.size === 0) return;
-    for (const listener of this.listeners) listener(resources, reason, services);
+    for (const listener of this.listeners) listener(resources, reason, focus);
   }
 
-  /** Re-evaluate everything that depends on pools: the node's own pool may have moved too. */
-  private poolsChanged(reason: string): void {
-    this.notify(new Set(['services', ...ENDPOINT_RESOURCES]), reason);
+  /**
+   * Nodes changed pools. Only this node's pool decides what the filters keep (its members, and
+   * the listen pools it matches), so other nodes' moves concern only the endpoints on them;
+   * auto-listen endpoint pools are recomputed after the usual debounce.
+   */
+  private poolsChanged(reason: string, moved?: ReadonlySet<string>): void {
+    if (!moved || moved.has(this.nodeName)) this.notify(new Set(['services', ...ENDPOINT_RESOURCES]), reason);
+    else if (moved.size > 0) this.notify(new Set(ENDPOINT_RESOURCES), reason, { nodes: moved });
     this.scheduleAllEndpointPools();
   }
 
   private readonly onService: ReflectorHandler = (type, obj, old) => {
     const before = old?.metadata.annotations?.[TOPOLOGY_ANNOTATION];
     const after = type === 'deleted' ? undefined : obj.metadata.annotations?.[TOPOLOGY_ANNOTATION];
-    if (before !== after) this.notify(new Set(ENDPOINT_RESOURCES), 'service-topology', new Set([objectKey(obj)]));
+    if (before !== after) this.notify(new Set(ENDPOINT_RESOURCES), 'service-topology', { services: new Set([objectKey(obj)]) });
   };
 
   private readonly onNode: ReflectorHandler = (type, obj) => {
@@ -221,7 +233,7 @@ export class ScopeSources implements Scope {
     if (before === after) return;
     if (after === undefined) this.nodeLabelPool.delete(name);
     else this.nodeLabelPool.set(name, after);
-    if (!this.poolNodes || name === this.nodeName) this.poolsChanged('node-pool-label');
+    if (!this.poolNodes || name === this.nodeName) this.poolsChanged('node-pool-label', new Set([name]));
   };
 
   private readonly onNodePool: ReflectorHandler = (type, obj) => {
@@ -237,9 +249,10 @@ export class ScopeSources implements Scope {
     if (type === 'deleted') this.poolNodes.delete(name);
     else this.poolNodes.set(name, nodes);
     for (const node of nodes) this.statusPoolOf.set(node, name);
-    if (gatesChanged || !before || before.size !== nodes.size || [...nodes].some((n) => !before.has(n))) {
-      this.poolsChanged('nodepool');
-    }
+    const moved = new Set([...nodes].filter((n) => !before?.has(n)));
+    for (const node of before ?? []) if (!nodes.has(node)) moved.add(node);
+    if (gatesChanged) this.poolsChanged('nodepool-gates');
+    else if (moved.size > 0) this.poolsChanged('nodepool', moved);
   };
 
   private readPoolGates(pool: string, value: string | undefined): void {
@@ -314,7 +327,7 @@ export class ScopeSources implements Scope {
       if (this.services?.store.get(service)?.metadata.annotations?.[AUTO_LISTEN_ANNOTATION] !== undefined) changed.add(service);
     }
     due.clear();
-    if (changed.size > 0) this.notify(new Set(['services']), 'auto-listen', changed);
+    if (changed.size > 0) this.notify(new Set(['services']), 'auto-listen', { services: changed });
   }
 
   private warnOnce(key: string, fields: object, msg: string): void {

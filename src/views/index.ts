@@ -48,7 +48,7 @@ export async function startViews(opts: ViewOptions): Promise<ViewService> {
   const targeting = new Targeting(builtinFilters);
   const scope = new ScopeSources({ ...opts, targeting, revisions });
   const registry = new ViewRegistry(revisions, opts.registry, opts.log);
-  scope.onChange((resources, cause, services) => registry.scopeChanged(resources, cause, { services }));
+  scope.onChange((resources, cause, focus) => registry.scopeChanged(resources, cause, { focus }));
   scope.start();
   // Components a filter targets now or did before: only their views ever differed from upstream,
   // so only their answers need the scope-change marks of rule 5. Bounded by the ConfigMap's size.

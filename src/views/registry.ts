@@ -3,6 +3,8 @@
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Revisions } from '../revisions.js';
+import type { ChangeFocus } from '../scope/sources.js';
+import { SharedObjects, type Affected } from './store.js';
 
 export interface ReevaluatingView {
   readonly resource: string;
@@ -27,14 +29,13 @@ const COALESCE_MS = 5;
 /** Recent changes kept per resource, so a view that missed a few re-decides only what they touched. */
 const RECENT_CHANGES = 32;
 
-/** Which objects a change concerns: those of these Services ("namespace/name"), or all. */
-export type Affected = ReadonlySet<string> | 'all';
 
 export class ViewRegistry {
   private readonly views = new Map<string, Set<ReevaluatingView>>();
   private readonly changes = new Map<string, ScopeChange>();
   private readonly pending = new Map<string, string>(); // resource -> cause
-  private readonly recent = new Map<string, Array<{ generation: number; services?: ReadonlySet<string> }>>();
+  private readonly recent = new Map<string, Array<{ generation: number; focus?: ChangeFocus }>>();
+  private readonly stores = new Map<string, SharedObjects>();
   private timer: NodeJS.Timeout | undefined;
   readonly metrics: ViewMetrics;
 
@@ -56,6 +57,13 @@ export class ViewRegistry {
     this.views.get(view.resource)?.delete(view);
   }
 
+  /** The objects the views of a resource share. */
+  store(resource: string): SharedObjects {
+    let store = this.stores.get(resource);
+    if (!store) this.stores.set(resource, (store = new SharedObjects()));
+    return store;
+  }
+
   openViews(): number {
     let n = 0;
     for (const set of this.views.values()) n += set.size;
@@ -75,11 +83,13 @@ export class ViewRegistry {
     const recent = (this.recent.get(resource) ?? []).filter((c) => c.generation > generation);
     if (recent.length === 0 || recent[0].generation !== generation + 1) return 'all';
     const services = new Set<string>();
-    for (const change of recent) {
-      if (!change.services) return 'all';
-      for (const svc of change.services) services.add(svc);
+    const nodes = new Set<string>();
+    for (const { focus } of recent) {
+      if (!focus || (!focus.services && !focus.nodes)) return 'all';
+      for (const svc of focus.services ?? []) services.add(svc);
+      for (const node of focus.nodes ?? []) nodes.add(node);
     }
-    return services;
+    return { services, nodes };
   }
 
   /** A watch may resume from rv without a re-list when its client's view was built after the last scope change. */
@@ -92,14 +102,14 @@ export class ViewRegistry {
    * served from now on is marked with it; the open views are re-evaluated together a moment later.
    * `mark: false` re-evaluates without a new revision: for a change no client has seen a view of.
    */
-  scopeChanged(resources: Iterable<string>, cause: string, opts: { mark?: boolean; services?: ReadonlySet<string> } = {}): void {
+  scopeChanged(resources: Iterable<string>, cause: string, opts: { mark?: boolean; focus?: ChangeFocus } = {}): void {
     const at = opts.mark === false ? 0 : this.revisions.high + 1;
     for (const resource of resources) {
       const generation = this.generation(resource) + 1;
       this.changes.set(resource, { generation, at: Math.max(at, this.changedAt(resource)) });
       let recent = this.recent.get(resource);
       if (!recent) this.recent.set(resource, (recent = []));
-      recent.push({ generation, services: opts.services });
+      recent.push({ generation, focus: opts.focus });
       if (recent.length > RECENT_CHANGES) recent.shift();
       if (!this.pending.has(resource)) this.pending.set(resource, cause);
     }

@@ -3,23 +3,20 @@
 // the transitions of the view contract — for upstream events and for scope changes alike.
 import type { ServerResponse } from 'node:http';
 import type { KubeObject } from '../../filters/types.js';
-import { applyChain } from '../../filters/types.js';
 import type { InterceptContext } from '../types.js';
 import { jsonLines } from '../json-lines.js';
 import { objectKey } from '../reflector.js';
 import { rvNumber } from '../revisions.js';
-import { drained, expired, getUpstream, negotiate, readAll, relay, sendJson, status } from './http.js';
+import { drained, expired, getUpstream, negotiate, readAll, relay, sendJson, status, type UpstreamResponse } from './http.js';
 import { notOlderThan, sameContent, toMetadata, withResourceVersion } from './objects.js';
 import { awaitRevision, type ViewDeps, type ViewSubject } from './list.js';
-import type { Affected, ReevaluatingView } from './registry.js';
-
-/** The Service an object belongs to ("namespace/name"): itself, or an EndpointSlice's label. */
-function serviceOf(obj: KubeObject): string {
-  const name = obj.kind === 'EndpointSlice' ? obj.metadata.labels?.['kubernetes.io/service-name'] : obj.metadata.name;
-  return `${obj.metadata.namespace}/${name}`;
-}
+import type { ReevaluatingView } from './registry.js';
+import type { Affected, SharedObjects } from './store.js';
 
 const INITIAL_EVENTS_END = 'k8s.io/initial-events-end';
+/** The head of an apiserver watch event line: its type, then (first in metadata) the resourceVersion. */
+const EVENT_TYPE = /^\{"type":"([A-Z]+)"/;
+const RESOURCE_VERSION = /"resourceVersion":"(\d+)"/;
 /** A client this far behind is cut off; it re-watches from its last resourceVersion. */
 const MAX_BUFFERED_BYTES = 16 * 1024 * 1024;
 
@@ -48,6 +45,17 @@ export class WatchView implements ReevaluatingView {
   private readonly abort = new AbortController();
   /** The scope changes of this resource this view has applied (see ViewRegistry.generation). */
   private generation: number;
+  private readonly store: SharedObjects;
+  /**
+   * A component no filter ever targeted gets the upstream stream as it is, unparsed; only the hwm
+   * is kept. If a filter comes to target it, the view learns what the client holds (the upstream
+   * state at hwm) and sends the transitions, as for any scope change.
+   */
+  private raw: boolean;
+  /** While a raw stream becomes a view, the next upstream line waits. */
+  converting: Promise<void> | undefined;
+  /** Whether the client's state is that of one revision (hwm): not while it gets a watch's initial ADDED events. */
+  private atRevision = false;
 
   constructor(
     private readonly ctx: InterceptContext,
@@ -58,6 +66,25 @@ export class WatchView implements ReevaluatingView {
     this.resource = ctx.info.resource;
     this.initial = opts.streaming;
     this.generation = deps.registry.generation(this.resource);
+    this.store = deps.registry.store(this.resource);
+    this.store.retain();
+    this.raw = subject.chain().length === 0 && !subject.marked() && !opts.metadataOnly;
+  }
+
+  /** Handles one upstream line; returns false when the stream must end. */
+  onLine(line: string): boolean {
+    const type = this.raw ? EVENT_TYPE.exec(line)?.[1] : undefined;
+    if (!type) return this.onUpstream(JSON.parse(line) as WatchEvent, line);
+    const rv = RESOURCE_VERSION.exec(line)?.[1];
+    this.deps.revisions.observe(rv);
+    this.write(line);
+    if (type === 'ERROR') return false;
+    if (type === 'BOOKMARK' && this.initial && line.includes(`"${INITIAL_EVENTS_END}":"true"`)) {
+      this.initial = false;
+      this.atRevision = true;
+    }
+    this.advance(rv);
+    return true;
   }
 
   get highestSeen(): number {
@@ -75,14 +102,25 @@ export class WatchView implements ReevaluatingView {
   }
 
   private decide(obj: KubeObject): KubeObject | null {
-    return applyChain(this.subject.chain(), obj, this.deps.scope);
+    return this.store.decide(this.subject.chain(), obj, this.deps.scope, this.deps.registry.generation(this.resource));
+  }
+
+  get isRaw(): boolean {
+    return this.raw;
+  }
+
+  /** A raw watch resumed at rv: its client holds the upstream state at rv. */
+  resumeRaw(rv: number): void {
+    this.hwm = rv;
+    this.atRevision = true;
   }
 
   /** A watch resumed at rv: what the client holds is the view of the state at rv. */
   seed(items: KubeObject[], rv: number): void {
     // The client got these from a list or stream served after the last scope change, bumped alike.
     const changedAt = this.changedAt();
-    for (const obj of items) {
+    for (const item of items) {
+      const obj = this.store.intern(item);
       const out = this.decide(obj);
       this.entries.set(objectKey(obj), { obj, held: out ? notOlderThan(out, changedAt) : undefined, exact: false });
     }
@@ -112,12 +150,13 @@ export class WatchView implements ReevaluatingView {
     const entry = this.entries.get(key);
     if (event.type === 'DELETED') {
       this.entries.delete(key);
+      this.store.forget(event.object);
       if (entry?.held) this.send('DELETED', withResourceVersion(entry.held, rv!));
       else if (!entry && !this.subject.transitions() && this.decide(event.object)) this.write(line);
       this.advance(rv);
       return true;
     }
-    const obj = event.object;
+    const obj = this.store.intern(event.object);
     const out = this.decide(obj);
     const next: Entry = { obj };
     if (out) {
@@ -137,7 +176,35 @@ export class WatchView implements ReevaluatingView {
   /** Applies scope changes not yet applied to this view. */
   catchUp(cause = 'scope'): void {
     if (this.generation === this.deps.registry.generation(this.resource)) return;
+    if (this.raw) {
+      if (!this.subject.marked()) this.generation = this.deps.registry.generation(this.resource);
+      else
+        this.converting ??= this.becomeView(cause).catch((err: Error) => {
+          this.ctx.log.warn({ resource: this.resource, err: err.message }, 'watch could not become a filtered view; it re-lists');
+          this.expire();
+        });
+      return;
+    }
     this.reevaluate(cause, this.deps.registry.affectedSince(this.resource, this.generation));
+  }
+
+  /** A raw stream's component is targeted now: what its client holds is the upstream state at hwm. */
+  private async becomeView(cause: string): Promise<void> {
+    // Still receiving a watch's initial events: the client re-lists, as any view's would.
+    if (!this.atRevision) return this.expire();
+    const items = await listAt(this.ctx, this.hwm, this.signal);
+    if (this.closed) return;
+    if (items instanceof UpstreamStatus) {
+      await readAll(items.upstream.body);
+      throw items;
+    }
+    for (const item of items) {
+      const obj = this.store.intern(item);
+      this.entries.set(objectKey(obj), { obj, held: obj, exact: true });
+    }
+    this.raw = false;
+    this.converting = undefined;
+    this.reevaluate(cause);
   }
 
   reevaluate(cause: string, affected: Affected = 'all'): void {
@@ -146,14 +213,11 @@ export class WatchView implements ReevaluatingView {
     if (this.initial) {
       // The client is still building its list from events marked with the old scope's revision;
       // a fresh streaming list is simpler than patching it (client-go retries on Expired).
-      this.write(JSON.stringify({ type: 'ERROR', object: expired(String(this.hwm), this.deps.revisions.high) }));
-      this.close();
-      return;
+      return this.expire();
     }
     const at = String(this.hwm);
     const count = (type: string) => this.deps.registry.metrics.synthesized.inc({ type, cause });
-    for (const entry of this.entries.values()) {
-      if (affected !== 'all' && !affected.has(serviceOf(entry.obj))) continue;
+    for (const entry of this.affectedEntries(affected)) {
       const out = this.decide(entry.obj);
       const held = entry.held;
       if (!out && !held) continue;
@@ -186,6 +250,20 @@ export class WatchView implements ReevaluatingView {
     }
   }
 
+  private *affectedEntries(affected: Affected): Iterable<Entry> {
+    if (affected === 'all') return yield* this.entries.values();
+    for (const key of this.store.keysOf(affected)) {
+      const entry = this.entries.get(key);
+      if (entry) yield entry;
+    }
+  }
+
+  /** Ends the watch with 410 Expired: the client re-lists. */
+  private expire(): void {
+    this.write(JSON.stringify({ type: 'ERROR', object: expired(String(this.hwm), this.deps.revisions.high) }));
+    this.close();
+  }
+
   private advance(rv: string | undefined): void {
     const n = rvNumber(rv);
     if (n > this.hwm) this.hwm = n;
@@ -212,6 +290,7 @@ export class WatchView implements ReevaluatingView {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.store.release();
     this.abort.abort();
     this.deps.registry.remove(this);
     if (!this.ctx.res.writableEnded) this.ctx.res.end();
@@ -239,11 +318,12 @@ export async function serveWatch(ctx: InterceptContext, subject: ViewSubject, de
     if (changedAt > deps.revisions.high) await awaitRevision(ctx, deps, changedAt, view.signal);
   }
 
-  if (resumeAt) {
+  if (resumeAt && view.isRaw) view.resumeRaw(resumeAt);
+  else if (resumeAt) {
     // Contract (b): a client that resumes from before a scope change holds a view of the old scope.
     if (subject.marked() && subject.transitions() && !deps.registry.canResume(info.resource, resumeAt)) return watchError(res, expired(rv, deps.revisions.high));
     const generation = deps.registry.generation(info.resource);
-    const seeded = await seedAt(ctx, url, rv, view);
+    const seeded = await seedAt(ctx, rv, view);
     if (!seeded) return;
     // The seed was decided with a scope the client never saw: let it re-list.
     if (subject.marked() && deps.registry.generation(info.resource) !== generation) return watchError(res, expired(rv, deps.revisions.high));
@@ -259,8 +339,9 @@ export async function serveWatch(ctx: InterceptContext, subject: ViewSubject, de
   view.catchUp('late');
   try {
     for await (const line of jsonLines(upstream.body)) {
-      const event = JSON.parse(line) as WatchEvent;
-      if (!view.onUpstream(event, line)) break;
+      view.catchUp();
+      if (view.converting) await view.converting;
+      if (!view.onLine(line)) break;
       await view.drain();
     }
   } catch (err) {
@@ -271,28 +352,40 @@ export async function serveWatch(ctx: InterceptContext, subject: ViewSubject, de
 }
 
 /** Learns what a resuming client holds: the upstream state at its resourceVersion, filtered. */
-async function seedAt(ctx: InterceptContext, url: URL, rv: string, view: WatchView): Promise<boolean> {
+async function seedAt(ctx: InterceptContext, rv: string, view: WatchView): Promise<boolean> {
+  const items = await listAt(ctx, rvNumber(rv), view.signal);
+  if (items instanceof UpstreamStatus) {
+    if (items.upstream.statusCode === 410) {
+      await readAll(items.upstream.body);
+      watchError(ctx.res, expired(rv, view.highestSeen));
+    } else await relay(ctx.res, items.upstream);
+    return false;
+  }
+  view.seed(items, rvNumber(rv));
+  return true;
+}
+
+class UpstreamStatus extends Error {
+  constructor(readonly upstream: UpstreamResponse) {
+    super(`upstream answered ${upstream.statusCode}`);
+  }
+}
+
+/** The upstream state at exactly revision rv, with the watch's selectors, typed as watch events are. */
+async function listAt(ctx: InterceptContext, rv: number, signal: AbortSignal): Promise<KubeObject[] | UpstreamStatus> {
+  const url = new URL(ctx.req.url ?? '/', 'http://x');
   const list = new URLSearchParams();
   for (const key of ['labelSelector', 'fieldSelector']) {
     const value = url.searchParams.get(key);
     if (value) list.set(key, value);
   }
-  list.set('resourceVersion', rv);
+  list.set('resourceVersion', String(rv));
   list.set('resourceVersionMatch', 'Exact');
-  const upstream = await getUpstream(ctx, `${url.pathname}?${list}`, view.signal);
-  if (upstream.statusCode === 410) {
-    await readAll(upstream.body);
-    watchError(ctx.res, expired(rv, view.highestSeen));
-    return false;
-  }
-  if (upstream.statusCode !== 200) {
-    await relay(ctx.res, upstream);
-    return false;
-  }
+  const upstream = await getUpstream(ctx, `${url.pathname}?${list}`, signal);
+  if (upstream.statusCode !== 200) return new UpstreamStatus(upstream);
   const body = JSON.parse(await readAll(upstream.body)) as { kind: string; apiVersion: string; items: KubeObject[] };
   const kind = body.kind.replace(/List$/, '');
-  view.seed(body.items.map((item) => (item.kind ? item : { ...item, kind, apiVersion: body.apiVersion })), rvNumber(rv));
-  return true;
+  return body.items.map((item) => (item.kind ? item : { ...item, kind, apiVersion: body.apiVersion }));
 }
 
 /** An apiserver-style failed watch: 200, one ERROR event, end. */

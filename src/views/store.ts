@@ -1,0 +1,133 @@
+// The objects the open views of one resource hold, shared between the views: one decoded copy per
+// object version, one filter decision per (version, filter chain, scope generation), and an index
+// from Services and nodes to object keys, so that a scope change re-decides only what it concerns.
+import { endpointNodes } from '../../filters/servicetopology.js';
+import { applyChain, type Filter, type FilterDecision, type KubeObject, type Scope } from '../../filters/types.js';
+import { objectKey } from '../reflector.js';
+import { rvNumber } from '../revisions.js';
+
+/** What a scope change concerns: the objects of these Services ("namespace/name") or with endpoints on these nodes, or all. */
+export type Affected = 'all' | { services: ReadonlySet<string>; nodes: ReadonlySet<string> };
+
+/** The Service an object belongs to ("namespace/name"): itself, or an EndpointSlice's label. */
+export function serviceOf(obj: KubeObject): string {
+  const name = obj.kind === 'EndpointSlice' ? obj.metadata.labels?.['kubernetes.io/service-name'] : obj.metadata.name;
+  return `${obj.metadata.namespace}/${name}`;
+}
+
+interface Decision {
+  generation: number;
+  chain: readonly Filter[];
+  out: FilterDecision;
+}
+
+export class SharedObjects {
+  /** Latest version per apiVersion and key: views of v1 and v1beta1 slices hold different shapes. */
+  private readonly latest = new Map<string, KubeObject>();
+  private readonly byService = new Map<string, Set<string>>();
+  private readonly byNode = new Map<string, Set<string>>();
+  /** Key -> the Service and nodes it is indexed under, to unindex it when it is deleted. */
+  private readonly indexed = new Map<string, { service: string; nodes: Set<string> }>();
+  private readonly decisions = new WeakMap<KubeObject, Decision>();
+
+  /**
+   * The shared copy of this object version (the first one seen), else `obj`, now indexed. Every
+   * version a view holds passes here, so the index is a superset of what any view holds.
+   */
+  intern(obj: KubeObject): KubeObject {
+    const id = `${obj.apiVersion}|${objectKey(obj)}`;
+    const known = this.latest.get(id);
+    const rv = obj.metadata.resourceVersion;
+    if (known && known.metadata.resourceVersion === rv) return known;
+    const newest = !known || rvNumber(rv) > rvNumber(known.metadata.resourceVersion);
+    if (newest) this.latest.set(id, obj);
+    // Indexed under the nodes of this version and of the one before it, which views lagging behind
+    // may still hold; an older version that turns up late adds its nodes.
+    this.index(obj, newest ? known : undefined);
+    return obj;
+  }
+
+  /** The object is gone upstream. */
+  forget(obj: KubeObject): void {
+    const key = objectKey(obj);
+    this.latest.delete(`${obj.apiVersion}|${key}`);
+    const entry = this.indexed.get(key);
+    if (!entry) return;
+    this.indexed.delete(key);
+    removeFrom(this.byService, entry.service, key);
+    for (const node of entry.nodes) removeFrom(this.byNode, node, key);
+  }
+
+  /** Keys of the objects a scope change concerns. */
+  keysOf(affected: Exclude<Affected, 'all'>): Set<string> {
+    const keys = new Set<string>();
+    for (const svc of affected.services) for (const key of this.byService.get(svc) ?? []) keys.add(key);
+    for (const node of affected.nodes) for (const key of this.byNode.get(node) ?? []) keys.add(key);
+    return keys;
+  }
+
+  /** The chain's decision for `obj`; views of the same component share it while the scope is unchanged. */
+  decide(chain: readonly Filter[], obj: KubeObject, scope: Scope, generation: number): FilterDecision {
+    if (chain.length === 0) return obj;
+    const cached = this.decisions.get(obj);
+    if (cached && cached.generation === generation && sameChain(cached.chain, chain)) return cached.out;
+    const out = applyChain(chain, obj, scope);
+    this.decisions.set(obj, { generation, chain, out });
+    return out;
+  }
+
+  private users = 0;
+
+  /** A view starts holding objects of the resource. */
+  retain(): void {
+    this.users++;
+  }
+
+  /** A view is done; with none left, nothing is held. */
+  release(): void {
+    if (--this.users === 0) this.clear();
+  }
+
+  private clear(): void {
+    this.latest.clear();
+    this.byService.clear();
+    this.byNode.clear();
+    this.indexed.clear();
+  }
+
+  private index(obj: KubeObject, previous: KubeObject | undefined): void {
+    const key = objectKey(obj);
+    let entry = this.indexed.get(key);
+    if (!entry) {
+      entry = { service: serviceOf(obj), nodes: new Set() };
+      this.indexed.set(key, entry);
+      addTo(this.byService, entry.service, key);
+    }
+    const nodes = new Set(endpointNodes(obj));
+    if (previous) {
+      for (const node of endpointNodes(previous)) nodes.add(node);
+      for (const node of entry.nodes) if (!nodes.has(node)) removeFrom(this.byNode, node, key);
+      entry.nodes.clear();
+    }
+    for (const node of nodes) {
+      if (entry.nodes.has(node)) continue;
+      entry.nodes.add(node);
+      addTo(this.byNode, node, key);
+    }
+  }
+}
+
+function sameChain(a: readonly Filter[], b: readonly Filter[]): boolean {
+  return a === b || (a.length === b.length && a.every((f, i) => f === b[i]));
+}
+
+function addTo(map: Map<string, Set<string>>, at: string, key: string): void {
+  let set = map.get(at);
+  if (!set) map.set(at, (set = new Set()));
+  set.add(key);
+}
+
+function removeFrom(map: Map<string, Set<string>>, at: string, key: string): void {
+  const set = map.get(at);
+  if (set?.delete(key) && set.size === 0) map.delete(at);
+}
