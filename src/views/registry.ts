@@ -36,6 +36,8 @@ export class ViewRegistry {
   private readonly pending = new Map<string, string>(); // resource -> cause
   private readonly recent = new Map<string, Array<{ generation: number; focus?: ChangeFocus }>>();
   private readonly stores = new Map<string, SharedObjects>();
+  /** affectedSince answers until the next change. */
+  private readonly affected = new Map<string, Affected>();
   private timer: NodeJS.Timeout | undefined;
   readonly metrics: ViewMetrics;
 
@@ -78,8 +80,17 @@ export class ViewRegistry {
     return this.changes.get(resource)?.at ?? 0;
   }
 
-  /** What the changes after `generation` concern. */
+  /** What the changes after `generation` concern; the same answer for every view that asks. */
   affectedSince(resource: string, generation: number): Affected {
+    const id = `${resource}@${generation}`;
+    const known = this.affected.get(id);
+    if (known) return known;
+    const affected = this.computeAffected(resource, generation);
+    this.affected.set(id, affected);
+    return affected;
+  }
+
+  private computeAffected(resource: string, generation: number): Affected {
     const recent = (this.recent.get(resource) ?? []).filter((c) => c.generation > generation);
     if (recent.length === 0 || recent[0].generation !== generation + 1) return 'all';
     const services = new Set<string>();
@@ -103,6 +114,7 @@ export class ViewRegistry {
    * `mark: false` re-evaluates without a new revision: for a change no client has seen a view of.
    */
   scopeChanged(resources: Iterable<string>, cause: string, opts: { mark?: boolean; focus?: ChangeFocus } = {}): void {
+    this.affected.clear();
     const at = opts.mark === false ? 0 : this.revisions.high + 1;
     for (const resource of resources) {
       const generation = this.generation(resource) + 1;

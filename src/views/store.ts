@@ -5,6 +5,7 @@ import { endpointNodes } from '../../filters/servicetopology.js';
 import { applyChain, type Filter, type FilterDecision, type KubeObject, type Scope } from '../../filters/types.js';
 import { objectKey } from '../reflector.js';
 import { rvNumber } from '../revisions.js';
+import { withResourceVersion } from './objects.js';
 
 /** What a scope change concerns: the objects of these Services ("namespace/name") or with endpoints on these nodes, or all. */
 export type Affected = 'all' | { services: ReadonlySet<string>; nodes: ReadonlySet<string> };
@@ -29,6 +30,13 @@ export class SharedObjects {
   /** Key -> the Service and nodes it is indexed under, to unindex it when it is deleted. */
   private readonly indexed = new Map<string, { service: string; nodes: Set<string> }>();
   private readonly decisions = new WeakMap<KubeObject, Decision>();
+  private readonly keysFor = new WeakMap<object, { version: number; keys: Set<string> }>();
+  /** Counts index changes, so a kept keysOf answer is known to be current. */
+  private indexVersion = 0;
+  /** An object at the revision of a transition: views that send it at the same revision share it. */
+  private readonly copies = new WeakMap<KubeObject, KubeObject>();
+  /** Serialized objects of the current turn of the event loop: a scope change sends the same ones to every view. */
+  private readonly serialized = new Map<KubeObject, string>();
 
   /**
    * The shared copy of this object version (the first one seen), else `obj`, now indexed. Every
@@ -53,14 +61,18 @@ export class SharedObjects {
     this.latest.delete(`${obj.apiVersion}|${key}`);
     const entry = this.indexed.get(key);
     if (!entry) return;
+    this.indexVersion++;
     this.indexed.delete(key);
     removeFrom(this.byService, entry.service, key);
     for (const node of entry.nodes) removeFrom(this.byNode, node, key);
   }
 
-  /** Keys of the objects a scope change concerns. */
-  keysOf(affected: Exclude<Affected, 'all'>): Set<string> {
+  /** Keys of the objects a scope change concerns; every view asks, so the answer is kept with the question. */
+  keysOf(affected: Exclude<Affected, 'all'>): ReadonlySet<string> {
+    const known = this.keysFor.get(affected);
+    if (known?.version === this.indexVersion) return known.keys;
     const keys = new Set<string>();
+    this.keysFor.set(affected, { version: this.indexVersion, keys });
     for (const svc of affected.services) for (const key of this.byService.get(svc) ?? []) keys.add(key);
     for (const node of affected.nodes) for (const key of this.byNode.get(node) ?? []) keys.add(key);
     return keys;
@@ -76,6 +88,26 @@ export class SharedObjects {
     return out;
   }
 
+  /** `obj` with resourceVersion `rv`, shared between views. */
+  atRevision(obj: KubeObject, rv: string): KubeObject {
+    if (obj.metadata.resourceVersion === rv) return obj;
+    const copy = this.copies.get(obj);
+    if (copy?.metadata.resourceVersion === rv) return copy;
+    const next = withResourceVersion(obj, rv);
+    this.copies.set(obj, next);
+    return next;
+  }
+
+  /** JSON.stringify(obj), once per turn however many views send it. */
+  json(obj: KubeObject): string {
+    let json = this.serialized.get(obj);
+    if (json === undefined) {
+      if (this.serialized.size === 0) setImmediate(() => this.serialized.clear());
+      this.serialized.set(obj, (json = JSON.stringify(obj)));
+    }
+    return json;
+  }
+
   private users = 0;
 
   /** A view starts holding objects of the resource. */
@@ -89,6 +121,7 @@ export class SharedObjects {
   }
 
   private clear(): void {
+    this.indexVersion++;
     this.latest.clear();
     this.byService.clear();
     this.byNode.clear();
@@ -96,6 +129,7 @@ export class SharedObjects {
   }
 
   private index(obj: KubeObject, previous: KubeObject | undefined): void {
+    this.indexVersion++;
     const key = objectKey(obj);
     let entry = this.indexed.get(key);
     if (!entry) {

@@ -8,7 +8,7 @@ import { jsonLines } from '../json-lines.js';
 import { objectKey } from '../reflector.js';
 import { rvNumber } from '../revisions.js';
 import { drained, expired, getUpstream, negotiate, readAll, relay, sendJson, status, type UpstreamResponse } from './http.js';
-import { notOlderThan, sameContent, toMetadata, withResourceVersion } from './objects.js';
+import { notOlderThan, sameContent, toMetadata } from './objects.js';
 import { awaitRevision, type ViewDeps, type ViewSubject } from './list.js';
 import type { ReevaluatingView } from './registry.js';
 import type { Affected, SharedObjects } from './store.js';
@@ -55,7 +55,9 @@ export class WatchView implements ReevaluatingView {
   /** While a raw stream becomes a view, the next upstream line waits. */
   converting: Promise<void> | undefined;
   /** Whether the client's state is that of one revision (hwm): not while it gets a watch's initial ADDED events. */
-  private atRevision = false;
+  private holdsOneRevision = false;
+  /** Lines of a re-evaluation, written together. */
+  private batch: string[] | undefined;
 
   constructor(
     private readonly ctx: InterceptContext,
@@ -81,7 +83,7 @@ export class WatchView implements ReevaluatingView {
     if (type === 'ERROR') return false;
     if (type === 'BOOKMARK' && this.initial && line.includes(`"${INITIAL_EVENTS_END}":"true"`)) {
       this.initial = false;
-      this.atRevision = true;
+      this.holdsOneRevision = true;
     }
     this.advance(rv);
     return true;
@@ -112,7 +114,7 @@ export class WatchView implements ReevaluatingView {
   /** A raw watch resumed at rv: its client holds the upstream state at rv. */
   resumeRaw(rv: number): void {
     this.hwm = rv;
-    this.atRevision = true;
+    this.holdsOneRevision = true;
   }
 
   /** A watch resumed at rv: what the client holds is the view of the state at rv. */
@@ -151,7 +153,7 @@ export class WatchView implements ReevaluatingView {
     if (event.type === 'DELETED') {
       this.entries.delete(key);
       this.store.forget(event.object);
-      if (entry?.held) this.send('DELETED', withResourceVersion(entry.held, rv!));
+      if (entry?.held) this.send('DELETED', this.store.atRevision(entry.held, rv!));
       else if (!entry && !this.subject.transitions() && this.decide(event.object)) this.write(line);
       this.advance(rv);
       return true;
@@ -166,7 +168,7 @@ export class WatchView implements ReevaluatingView {
       else this.send(type, next.held);
     } else if (entry?.held && this.subject.transitions()) {
       // Contract rule 3: the last version the client saw, at the change's resourceVersion.
-      this.send('DELETED', withResourceVersion(entry.held, rv!));
+      this.send('DELETED', this.store.atRevision(entry.held, rv!));
     }
     this.entries.set(key, next);
     this.advance(rv);
@@ -191,7 +193,7 @@ export class WatchView implements ReevaluatingView {
   /** A raw stream's component is targeted now: what its client holds is the upstream state at hwm. */
   private async becomeView(cause: string): Promise<void> {
     // Still receiving a watch's initial events: the client re-lists, as any view's would.
-    if (!this.atRevision) return this.expire();
+    if (!this.holdsOneRevision) return this.expire();
     const items = await listAt(this.ctx, this.hwm, this.signal);
     if (this.closed) return;
     if (items instanceof UpstreamStatus) {
@@ -216,32 +218,47 @@ export class WatchView implements ReevaluatingView {
       return this.expire();
     }
     const at = String(this.hwm);
-    const count = (type: string) => this.deps.registry.metrics.synthesized.inc({ type, cause });
+    const counts = { ADDED: 0, MODIFIED: 0, DELETED: 0 };
+    const count = (type: keyof typeof counts) => counts[type]++;
+    // One write per view: a chunk per event would cost a syscall buffer each, times every open watch.
+    this.batch = [];
+    try {
+      this.decideAgain(affected, at, count);
+    } finally {
+      const lines = this.batch;
+      this.batch = undefined;
+      if (lines.length > 0) this.write(lines.join('\n'));
+    }
+    for (const [type, n] of Object.entries(counts)) if (n > 0) this.deps.registry.metrics.synthesized.inc({ type, cause }, n);
+  }
+
+  /** Sends the transitions of the affected objects whose decision changed, at revision `at`. */
+  private decideAgain(affected: Affected, at: string, count: (type: 'ADDED' | 'MODIFIED' | 'DELETED') => void): void {
     for (const entry of this.affectedEntries(affected)) {
       const out = this.decide(entry.obj);
       const held = entry.held;
       if (!out && !held) continue;
       if (!held) {
-        entry.held = withResourceVersion(out!, at);
+        entry.held = this.store.atRevision(out!, at);
         entry.exact = true;
         this.send('ADDED', entry.held);
         count('ADDED');
       } else if (!out) {
         entry.held = undefined;
-        this.send('DELETED', withResourceVersion(held, at));
+        this.send('DELETED', this.store.atRevision(held, at));
         count('DELETED');
       } else if (!sameContent(out, held)) {
         if (entry.exact !== false && held.metadata.resourceVersion !== at) {
-          entry.held = withResourceVersion(out, at);
+          entry.held = this.store.atRevision(out, at);
           this.send('MODIFIED', entry.held);
           entry.exact = true;
           count('MODIFIED');
         } else {
           // Contract rule 5: the client may already hold this resourceVersion, so a MODIFIED could
           // look like a resync to its informer; DELETED + ADDED always reaches the handlers.
-          entry.held = withResourceVersion(out, at);
+          entry.held = this.store.atRevision(out, at);
           entry.exact = true;
-          this.send('DELETED', withResourceVersion(held, at));
+          this.send('DELETED', this.store.atRevision(held, at));
           this.send('ADDED', entry.held);
           count('DELETED');
           count('ADDED');
@@ -270,11 +287,16 @@ export class WatchView implements ReevaluatingView {
   }
 
   private send(type: EventType, object: KubeObject): void {
-    this.write(JSON.stringify({ type, object: this.opts.metadataOnly ? toMetadata(object) : object }));
+    if (this.opts.metadataOnly) this.write(JSON.stringify({ type, object: toMetadata(object) }));
+    else this.write(`{"type":"${type}","object":${this.store.json(object)}}`);
   }
 
   private write(line: string): void {
     if (this.closed) return;
+    if (this.batch) {
+      this.batch.push(line);
+      return;
+    }
     const res = this.ctx.res;
     res.write(line + '\n');
     if (res.writableLength > MAX_BUFFERED_BYTES) {
