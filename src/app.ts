@@ -1,25 +1,30 @@
 // Wires one poolview: options → upstream → views → proxy servers (plain, HTTPS) → health server.
 // Everything process-wide (flags, signals, exit codes) stays in cli.ts.
-import { readFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
+import { isIP, type AddressInfo } from 'node:net';
+import type { Server as TlsServer } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { Upstream } from './types.js';
-import { resolveOptions, UsageError, type PoolviewOptions } from './options.js';
+import { resolveOptions, type PoolviewOptions } from './options.js';
 import { createLogger, type Logger } from './log.js';
-import { createMetrics } from './metrics.js';
+import { createMetrics, createServingCertificateMetrics } from './metrics.js';
 import { upstreamFromKubeconfig, type KubeUpstream } from './upstream.js';
 import { createProxyApp, createProxyHandler, OpenRequests } from './server.js';
 import { createUpgradeHandler } from './upgrade.js';
 import { createHealthApp, startUpstreamProbe } from './health.js';
 import { startViews, type ViewOptions, type ViewService } from './views/index.js';
+import { ServingCertificate, watchCertificateFiles, type CertificateSource, type ServingPair } from './serving-cert.js';
+import { startCertificateManager } from './certificate-manager.js';
 
 export type { PoolviewOptions };
 
 export interface RunningPoolview {
   url: string;
-  secureUrl?: string;
+  /** The HTTPS URL once the secure port serves (with --rotate-server-certificates: once a certificate is issued). */
+  readonly secureUrl?: string;
+  /** Resolves with secureUrl when the secure port serves; undefined without a secure port. */
+  secureReady?: Promise<string>;
   healthUrl: string;
   upstream: Upstream;
   registry: Registry;
@@ -36,14 +41,10 @@ export interface PoolviewDeps {
   probeIntervalMs?: number;
   /** The view engine to run; tests of the bare proxy pass one that intercepts nothing. */
   startViews?: (opts: ViewOptions) => Promise<ViewService>;
-}
-
-function readTlsFile(path: string, flag: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (err) {
-    throw new UsageError(`cannot read ${flag} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
+  /** How often --tls-cert-file/--tls-private-key-file are checked for a change. */
+  certificateFilesIntervalMs?: number;
+  /** Delay before the n-th new CertificateSigningRequest after a refused or failed one. */
+  csrRetryDelayMs?: (attempt: number) => number;
 }
 
 function urlOf(scheme: string, app: FastifyInstance): string {
@@ -59,18 +60,29 @@ export async function startPoolview(
 ): Promise<RunningPoolview> {
   const options = resolveOptions(opts);
   const log = deps.logger ?? createLogger(options.logLevel);
-  const tls = options.tlsCertFile
-    ? { cert: readTlsFile(options.tlsCertFile, '--tls-cert-file'), key: readTlsFile(options.tlsPrivateKeyFile!, '--tls-private-key-file') }
-    : undefined;
-  const ownedUpstream: KubeUpstream | undefined = deps.upstream ? undefined : await upstreamFromKubeconfig(options.kubeconfig);
-  const upstream: Upstream = deps.upstream ?? ownedUpstream!;
   const metrics = createMetrics();
   const registry = metrics.registry;
-
+  const serving = options.securePort !== undefined ? new ServingCertificate(log, createServingCertificateMetrics(registry)) : undefined;
+  const certificates: CertificateSource[] = [];
+  // Files are read (and checked) before anything else: a bad pair is a mistake in the invocation.
+  if (serving && options.tlsCertFile) {
+    certificates.push(
+      watchCertificateFiles({ certFile: options.tlsCertFile, keyFile: options.tlsPrivateKeyFile!, serving, log, intervalMs: deps.certificateFilesIntervalMs }),
+    );
+  }
   const cleanups: Array<() => Promise<void> | void> = [];
   const cleanup = async () => {
     for (const fn of cleanups.splice(0).reverse()) await Promise.resolve(fn()).catch(() => {});
   };
+  cleanups.push(() => Promise.all(certificates.map((c) => c.stop())).then(() => {}));
+  let ownedUpstream: KubeUpstream | undefined;
+  try {
+    ownedUpstream = deps.upstream ? undefined : await upstreamFromKubeconfig(options.kubeconfig);
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+  const upstream: Upstream = deps.upstream ?? ownedUpstream!;
   if (ownedUpstream) cleanups.push(() => ownedUpstream.close());
   const proxies: FastifyInstance[] = [];
 
@@ -78,6 +90,22 @@ export async function startPoolview(
     const probe = startUpstreamProbe(upstream, { intervalMs: deps.probeIntervalMs ?? 5_000, metrics, log });
     cleanups.push(() => probe.stop());
     await probe.probe();
+    if (serving && options.rotateServerCertificates) {
+      // A specific address poolview binds to is one clients dial: name it in the certificate too.
+      const bind = options.bindAddress;
+      const extra = isIP(bind) && bind !== '0.0.0.0' && bind !== '::' ? [bind] : [];
+      certificates.push(
+        startCertificateManager({
+          upstream,
+          nodeName: options.nodeName,
+          certDir: options.certDir,
+          serving,
+          log,
+          extraNames: { dnsNames: [], ipAddresses: extra },
+          retryDelayMs: deps.csrRetryDelayMs,
+        }),
+      );
+    }
 
     const views: ViewService = await (deps.startViews ?? startViews)({
       upstream,
@@ -97,25 +125,49 @@ export async function startPoolview(
     const handler = createProxyHandler({ ...common, intercept: views.intercept, open });
     const onUpgrade = createUpgradeHandler({ ...common, tunnels });
 
-    proxies.push(createProxyApp({ handler }));
-    if (tls) proxies.push(createProxyApp({ handler, https: tls }));
     // Raw sockets too: a TLS connection still in its handshake is not one closeAllConnections() knows.
     const sockets = new Set<Duplex>();
-    for (const app of proxies) {
+    const serve = async (app: FastifyInstance, port: number) => {
+      proxies.push(app);
       app.server.on('upgrade', onUpgrade);
       app.server.on('connection', (socket: Duplex) => {
         sockets.add(socket);
         socket.once('close', () => sockets.delete(socket));
       });
-    }
-    await proxies[0].listen({ host: options.bindAddress, port: options.port });
-    if (proxies[1]) await proxies[1].listen({ host: options.bindAddress, port: options.securePort! });
+      await app.listen({ host: options.bindAddress, port });
+    };
+    await serve(createProxyApp({ handler }), options.port);
 
     let shuttingDown = false;
+    let secureUrl: string | undefined;
+    /** The secure port, once there is a certificate; later certificates reach it through setSecureContext. */
+    const serveSecure = async (pair: ServingPair): Promise<string> => {
+      if (shuttingDown) throw new Error('poolview is shutting down');
+      const app = createProxyApp({ handler, https: { cert: pair.cert, key: pair.key } });
+      serving!.use(app.server as unknown as TlsServer);
+      await serve(app, options.securePort!);
+      secureUrl = urlOf('https', app);
+      return secureUrl;
+    };
+    let secureReady: Promise<string> | undefined;
+    if (serving?.current) {
+      secureReady = Promise.resolve(await serveSecure(serving.current));
+    } else if (serving) {
+      // The plain and health ports do not wait for an approver; the secure port opens when it can.
+      secureReady = serving.ready().then(serveSecure);
+      secureReady.then(
+        (url) => log.info({ secureUrl: url }, 'secure port serving'),
+        (err: Error) => {
+          if (!shuttingDown) log.error({ err: err.message, port: options.securePort }, 'cannot serve the secure port');
+        },
+      );
+    }
+
     const health = createHealthApp({
       registry,
       checks: () => [
         probe.check(),
+        ...certificates.map((c) => c.check()),
         ...views.readiness(),
         ...(shuttingDown ? [{ name: 'shutdown', ok: false, detail: 'poolview is shutting down' }] : []),
       ],
@@ -124,14 +176,18 @@ export async function startPoolview(
     await health.listen({ host: options.bindAddress, port: options.healthPort });
 
     const running: RunningPoolview = {
-      url: urlOf('http', proxies[0]),
-      secureUrl: proxies[1] ? urlOf('https', proxies[1]) : undefined,
+      url: urlOf('http', proxies[0]!),
+      get secureUrl() {
+        return secureUrl;
+      },
+      secureReady,
       healthUrl: urlOf('http', health),
       upstream,
       registry,
       close: once(async () => {
         shuttingDown = true;
         log.info({ open: open.size, tunnels: tunnels.size }, 'shutting down');
+        await Promise.all(certificates.map((c) => c.stop()));
         // Stop accepting; idle keep-alive connections close now, new requests on others get 503.
         const closed = Promise.all(proxies.map((app) => app.close()));
         open.endWatches();
@@ -148,7 +204,7 @@ export async function startPoolview(
         log.info('stopped');
       }),
     };
-    log.info({ url: running.url, secureUrl: running.secureUrl, healthUrl: running.healthUrl, upstream: upstream.url.origin, node: options.nodeName }, 'poolview serving');
+    log.info({ url: running.url, secureUrl, healthUrl: running.healthUrl, upstream: upstream.url.origin, node: options.nodeName }, 'poolview serving');
     return running;
   } catch (err) {
     await Promise.all(proxies.map((app) => app.close().catch(() => {})));

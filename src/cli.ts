@@ -3,7 +3,7 @@
 import { existsSync } from 'node:fs';
 import { delimiter } from 'node:path';
 import { parseArgs } from 'node:util';
-import { FLAGS, parseFeatureGates, parsePort, UsageError, type PoolviewOptions } from './options.js';
+import { FLAGS, parseBool, parseFeatureGates, parsePort, UsageError, type PoolviewOptions } from './options.js';
 import { UpstreamConfigError } from './upstream.js';
 
 export interface CliIO {
@@ -34,6 +34,8 @@ export function helpText(): string {
     `  --${'help'.padEnd(width)}print this help`,
     '',
     'Ports: the proxy serves plain HTTP on --port and HTTPS on --secure-port; /healthz /livez /readyz /metrics on --health-port.',
+    'The HTTPS certificate comes from --tls-cert-file/--tls-private-key-file (reloaded when the files change) or, with',
+    '--rotate-server-certificates=true, from a CertificateSigningRequest that an approver approves (kubectl certificate approve).',
   ];
   return lines.join('\n') + '\n';
 }
@@ -42,9 +44,12 @@ export function helpText(): string {
 export function parseServeArgs(argv: string[], env: Record<string, string | undefined>): Partial<PoolviewOptions> & { nodeName: string } {
   const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' } };
   for (const f of FLAGS) options[f.flag] = { type: 'string' };
+  // A boolean flag alone means true (--rotate-server-certificates), as in Kubernetes components.
+  const bools = new Set(FLAGS.filter((f) => f.type === 'bool').map((f) => `--${f.flag}`));
+  const args = argv.map((a) => (bools.has(a) ? `${a}=true` : a));
   let values: Record<string, string | boolean | undefined>;
   try {
-    ({ values } = parseArgs({ args: argv, options, strict: true, allowPositionals: false }));
+    ({ values } = parseArgs({ args, options, strict: true, allowPositionals: false }));
   } catch (err) {
     throw new UsageError(describeParseError(err));
   }
@@ -59,6 +64,7 @@ export function parseServeArgs(argv: string[], env: Record<string, string | unde
     if (f.key === 'kubeconfig' && fromFlag === undefined) result[f.key] = firstKubeconfig(raw);
     else if (f.type === 'port') result[f.key] = parsePort(raw, what);
     else if (f.type === 'gates') result[f.key] = parseFeatureGates(raw, what);
+    else if (f.type === 'bool') result[f.key] = parseBool(raw, what);
     else result[f.key] = raw;
   }
   return result as Partial<PoolviewOptions> & { nodeName: string };

@@ -88,3 +88,31 @@ export function createMetrics(registry = new Registry()): ProxyMetrics {
     }),
   };
 }
+
+/** The serving certificate of the secure port (see serving-cert.ts). */
+export interface ServingCertificateMetrics {
+  rotations: Counter;
+  /** Where the expiry gauge reads the certificate being served at scrape time. */
+  setSource(current: () => { notAfter: number } | undefined): void;
+}
+
+export function createServingCertificateMetrics(registry: Registry): ServingCertificateMetrics {
+  let current: () => { notAfter: number } | undefined = () => undefined;
+  new Gauge({
+    name: 'poolview_serving_certificate_expiry_seconds',
+    help: 'Seconds until the serving certificate of the secure port expires (0 while there is none).',
+    registers: [registry],
+    collect() {
+      const pair = current();
+      this.set(pair ? Math.max(0, (pair.notAfter - Date.now()) / 1000) : 0);
+    },
+  });
+  return {
+    rotations: new Counter({
+      name: 'poolview_serving_certificate_rotations_total',
+      help: 'Serving certificates put in service (the first one included).',
+      registers: [registry],
+    }),
+    setSource: (fn) => (current = fn),
+  };
+}

@@ -14,6 +14,10 @@ export interface PoolviewOptions {
   securePort?: number;
   tlsCertFile?: string;
   tlsPrivateKeyFile?: string;
+  /** Get the serving certificate from the CertificateSigningRequest API (signer kubernetes.io/kubelet-serving) and renew it. */
+  rotateServerCertificates: boolean;
+  /** Where the issued certificate and its key are kept across restarts. */
+  certDir: string;
   healthPort: number;
   logLevel: string;
   /** What to do with a client request that carries no Authorization header. */
@@ -29,6 +33,7 @@ export const DEFAULTS = {
   port: 10261,
   securePort: 10268,
   healthPort: 10267,
+  certDir: '/var/lib/poolview/pki',
   logLevel: 'info',
   anonymousRequests: 'forward' as AnonymousRequests,
   configMapName: 'yurt-hub-cfg',
@@ -44,7 +49,7 @@ export interface FlagSpec {
   flag: string;
   env?: string;
   key: keyof PoolviewOptions;
-  type: 'string' | 'port' | 'gates';
+  type: 'string' | 'port' | 'gates' | 'bool';
   help: string;
 }
 
@@ -54,9 +59,11 @@ export const FLAGS: readonly FlagSpec[] = [
   { flag: 'nodepool-name', env: 'NODEPOOL_NAME', key: 'nodePoolName', type: 'string', help: 'node pool of this node (default: the Node\'s apps.openyurt.io/nodepool label)' },
   { flag: 'bind-address', env: 'POOLVIEW_BIND_ADDRESS', key: 'bindAddress', type: 'string', help: `address to listen on (default ${DEFAULTS.bindAddress})` },
   { flag: 'port', env: 'POOLVIEW_PORT', key: 'port', type: 'port', help: `plain HTTP proxy port (default ${DEFAULTS.port}; 0 = any free port)` },
-  { flag: 'secure-port', env: 'POOLVIEW_SECURE_PORT', key: 'securePort', type: 'port', help: `HTTPS proxy port, served when a certificate and key are given (default ${DEFAULTS.securePort})` },
+  { flag: 'secure-port', env: 'POOLVIEW_SECURE_PORT', key: 'securePort', type: 'port', help: `HTTPS proxy port, served when a certificate is given or requested (default ${DEFAULTS.securePort})` },
   { flag: 'tls-cert-file', env: 'POOLVIEW_TLS_CERT_FILE', key: 'tlsCertFile', type: 'string', help: 'serving certificate (PEM) for the secure port' },
-  { flag: 'tls-private-key-file', env: 'POOLVIEW_TLS_PRIVATE_KEY_FILE', key: 'tlsPrivateKeyFile', type: 'string', help: 'serving private key (PEM) for the secure port' },
+  { flag: 'tls-private-key-file', env: 'POOLVIEW_TLS_PRIVATE_KEY_FILE', key: 'tlsPrivateKeyFile', type: 'string', help: 'serving private key (PEM) for the secure port; both files are reloaded when they change' },
+  { flag: 'rotate-server-certificates', env: 'POOLVIEW_ROTATE_SERVER_CERTIFICATES', key: 'rotateServerCertificates', type: 'bool', help: 'request the serving certificate with a CertificateSigningRequest (signer kubernetes.io/kubelet-serving) and renew it, as the kubelet does, instead of --tls-cert-file (default false)' },
+  { flag: 'cert-dir', env: 'POOLVIEW_CERT_DIR', key: 'certDir', type: 'string', help: `where --rotate-server-certificates keeps the issued certificate and key (default ${DEFAULTS.certDir})` },
   { flag: 'health-port', env: 'POOLVIEW_HEALTH_PORT', key: 'healthPort', type: 'port', help: `port of /healthz /livez /readyz /metrics (default ${DEFAULTS.healthPort})` },
   { flag: 'log-level', env: 'POOLVIEW_LOG_LEVEL', key: 'logLevel', type: 'string', help: `${LOG_LEVELS.join('|')} (default ${DEFAULTS.logLevel})` },
   { flag: 'anonymous-requests', env: 'POOLVIEW_ANONYMOUS_REQUESTS', key: 'anonymousRequests', type: 'string', help: 'requests without credentials: forward (as they are) | reject (401) | proxy-identity (with poolview\'s credentials; loopback bind only) (default forward)' },
@@ -70,6 +77,14 @@ export function parsePort(value: string, what: string): number {
   const port = Number(value);
   if (port > 65535) throw new UsageError(`${what}: ${port} is out of range 0-65535`);
   return port;
+}
+
+/** true|false, as Kubernetes components take boolean flags. */
+export function parseBool(value: string, what: string): boolean {
+  const v = value.trim().toLowerCase();
+  if (v === 'true' || v === '1') return true;
+  if (v === 'false' || v === '0') return false;
+  throw new UsageError(`${what}: "${value}" is not true or false`);
 }
 
 /** poolview's feature gates and their defaults. */
@@ -110,6 +125,8 @@ export function resolveOptions(input: Partial<PoolviewOptions>): PoolviewOptions
     tlsCertFile: input.tlsCertFile || undefined,
     tlsPrivateKeyFile: input.tlsPrivateKeyFile || undefined,
     securePort: input.securePort,
+    rotateServerCertificates: input.rotateServerCertificates ?? false,
+    certDir: input.certDir || DEFAULTS.certDir,
     healthPort: input.healthPort ?? DEFAULTS.healthPort,
     logLevel: input.logLevel || DEFAULTS.logLevel,
     anonymousRequests: input.anonymousRequests ?? DEFAULTS.anonymousRequests,
@@ -131,8 +148,11 @@ export function resolveOptions(input: Partial<PoolviewOptions>): PoolviewOptions
   if (!!opts.tlsCertFile !== !!opts.tlsPrivateKeyFile) {
     throw new UsageError('--tls-cert-file and --tls-private-key-file go together');
   }
-  if (opts.tlsCertFile) opts.securePort ??= DEFAULTS.securePort;
-  else if (opts.securePort !== undefined) throw new UsageError('--secure-port needs --tls-cert-file and --tls-private-key-file');
+  if (opts.tlsCertFile && opts.rotateServerCertificates) {
+    throw new UsageError('--tls-cert-file and --rotate-server-certificates=true exclude each other: the certificate comes from files or from the CertificateSigningRequest API');
+  }
+  if (opts.tlsCertFile || opts.rotateServerCertificates) opts.securePort ??= DEFAULTS.securePort;
+  else if (opts.securePort !== undefined) throw new UsageError('--secure-port needs a serving certificate: --tls-cert-file and --tls-private-key-file, or --rotate-server-certificates=true');
   for (const [what, port] of [['--port', opts.port], ['--secure-port', opts.securePort], ['--health-port', opts.healthPort]] as const) {
     if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) throw new UsageError(`${what}: ${port} is out of range 0-65535`);
   }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kube-proxy, kubectl and etcd from the Go module proxy into a cache outside
-# the repo, keyed by the pinned versions. A cached build returns at once.
+# Builds kube-apiserver, kube-controller-manager, kube-proxy, kubectl and etcd from the Go module
+# proxy into a cache outside the repo, keyed by the pinned versions. A cached build returns at once.
 # Prints the binaries' directory on the last line of stdout.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -8,7 +8,7 @@ k8s=$(awk '$1=="k8s.io/kubernetes"{print $2; exit}' "$here/go.mod")
 etcd=$(awk '$1=="go.etcd.io/etcd/server/v3"{print $2; exit}' "$here/go.mod")
 key="k8s-${k8s}-etcd-${etcd}-$(cat "$here/go.mod" "$here/go.sum" | sha256sum | cut -c1-12)" # content only, not the path
 out="${POOLVIEW_CACHE:-$HOME/.cache/poolview}/bin/$key"
-bins=(kube-apiserver kube-proxy kubectl etcd)
+bins=(kube-apiserver kube-controller-manager kube-proxy kubectl etcd)
 
 done_all=1
 for b in "${bins[@]}"; do [ -x "$out/$b" ] || done_all=0; done
@@ -39,11 +39,12 @@ echo ">> downloading modules for Kubernetes $k8s and etcd $etcd (Go module proxy
 go mod download 2>&1 | tail -n 3 >&2 || true
 declare -A pkgs=(
   [kube-apiserver]=k8s.io/kubernetes/cmd/kube-apiserver
+  [kube-controller-manager]=k8s.io/kubernetes/cmd/kube-controller-manager
   [kube-proxy]=k8s.io/kubernetes/cmd/kube-proxy
   [kubectl]=k8s.io/kubernetes/cmd/kubectl
   [etcd]=go.etcd.io/etcd/server/v3
 )
-for b in etcd kubectl kube-proxy kube-apiserver; do
+for b in etcd kubectl kube-proxy kube-apiserver kube-controller-manager; do
   [ -x "$out/$b" ] && continue
   echo ">> building $b ($(date +%T)); the first build of kube-apiserver takes a while on 2 cores" >&2
   start=$SECONDS

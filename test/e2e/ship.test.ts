@@ -1,6 +1,7 @@
 // Shipping checks that need the real apiserver:
-// (a) the manifests in config/ pass `kubectl apply -k config/ --dry-run=server`, and the RBAC they
-//     ship is enough for poolview (and `poolview view`) running as their ServiceAccount;
+// (a) the manifests in config/ (and with its component rotate-server-certificates/) pass
+//     `kubectl apply -k --dry-run=server`, and the RBAC they ship is enough for poolview (and
+//     `poolview view`, and --rotate-server-certificates) running as their ServiceAccount, no more;
 // (b) an in-cluster-style client (KUBERNETES_SERVICE_HOST/PORT, token and ca.crt files, as client-go's
 //     in-cluster config and @kubernetes/client-node's loadFromCluster read them) lists Services
 //     through poolview's HTTPS port with the serving certificate verified against the cluster CA;
@@ -8,7 +9,7 @@
 //     endpoints a real kube-proxy reading through poolview programs for that node.
 import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AuthenticationV1Api, CoreV1Api, KubeConfig, Observable, type ConfigurationOptions, type V1Service } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -144,19 +145,23 @@ describe('config/ against the real apiserver', () => {
     // Apply serviceaccount.yaml and rbac.yaml for real; the cluster-scoped objects get a unique name
     // (the harness owns ClusterRole/Binding "poolview" for its own poolview identity).
     const suffix = uniqueName('ship');
-    const objects = [...loadConfig('serviceaccount.yaml'), ...loadConfig('rbac.yaml')].map((o) => {
-      const copy = structuredClone(o);
-      if (o.kind === 'ClusterRole' || o.kind === 'ClusterRoleBinding') copy.metadata!.name = `${o.metadata!.name}-${suffix}`;
-      if (o.kind === 'ClusterRoleBinding') copy.roleRef.name = `${o.roleRef.name}-${suffix}`;
-      return copy;
-    });
-    for (const o of objects) {
-      expect(await cluster.get(o.apiVersion!, o.kind!, o.metadata!.name!, o.metadata!.namespace), `${o.kind} ${o.metadata!.name} must not exist yet`).toBeUndefined();
-      await cluster.apply(o);
-      cleanups.push(() => cluster.delete(o.apiVersion!, o.kind!, o.metadata!.name!, o.metadata!.namespace));
-    }
+    const applyShipped = async (files: string[]) => {
+      const objects = files.flatMap(loadConfig).map((o) => {
+        const copy = structuredClone(o);
+        if (o.kind === 'ClusterRole' || o.kind === 'ClusterRoleBinding') copy.metadata!.name = `${o.metadata!.name}-${suffix}`;
+        if (o.kind === 'ClusterRoleBinding') copy.roleRef.name = `${o.roleRef.name}-${suffix}`;
+        return copy;
+      });
+      for (const o of objects) {
+        expect(await cluster.get(o.apiVersion!, o.kind!, o.metadata!.name!, o.metadata!.namespace), `${o.kind} ${o.metadata!.name} must not exist yet`).toBeUndefined();
+        await cluster.apply(o);
+        cleanups.push(() => cluster.delete(o.apiVersion!, o.kind!, o.metadata!.name!, o.metadata!.namespace));
+      }
+    };
+    await applyShipped(['serviceaccount.yaml', 'rbac.yaml']);
     const token = await serviceAccountToken('kube-system', 'poolview');
     const kubeconfig = tokenKubeconfig('poolview-sa', cluster.server, token);
+    const can = async (...args: string[]) => (await cluster.kubectl(['--kubeconfig', kubeconfig, 'auth', 'can-i', ...args])).stdout.trim();
     // The apiserver's ServiceAccount authenticator reads from its own cache: wait until it knows the account.
     await poll('ServiceAccount token accepted', async () => {
       const r = await cluster.kubectl(['--kubeconfig', kubeconfig, 'auth', 'whoami', '-o', 'json']);
@@ -195,15 +200,75 @@ describe('config/ against the real apiserver', () => {
       expect(view.code).toBe(0);
       expect((JSON.parse(view.stdout) as ViewReport).pool).toBe('ship-sa-pool');
       // And not more than it needs: no secrets, no writes, no other kube-system ConfigMaps.
-      const can = async (...args: string[]) => (await cluster.kubectl(['--kubeconfig', kubeconfig, 'auth', 'can-i', ...args])).stdout.trim();
       expect(await can('list', 'secrets', '-A')).toBe('no');
       expect(await can('update', 'services', '-A')).toBe('no');
       expect(await can('get', 'configmaps/kube-proxy', '-n', 'kube-system')).toBe('no');
       expect(await can('get', 'configmaps/yurt-hub-cfg', '-n', 'kube-system')).toBe('yes');
+      expect(await can('create', 'certificatesigningrequests')).toBe('no');
     } finally {
       await pv.close();
       await new Promise<void>((r) => stream.end(r));
     }
+
+    // The component rotate-server-certificates/ adds what --rotate-server-certificates needs, no more.
+    await applyShipped(['rotate-server-certificates/rbac.yaml']);
+    await poll('the CSR ClusterRole bound', async () => (await can('create', 'certificatesigningrequests')) === 'yes', 15_000, 200);
+    const csrLogFile = join(cluster.workDir, `poolview-${node}-csr.log`);
+    const csrStream = createWriteStream(csrLogFile, { flags: 'a' });
+    const csrPv = await startPoolview(
+      { nodeName: node, kubeconfig, bindAddress: '127.0.0.1', port: 0, healthPort: 0, securePort: 0, rotateServerCertificates: true, certDir: join(scratch, 'ship-pki') },
+      { logger: createLogger('info', csrStream), probeIntervalMs: 500 },
+    );
+    try {
+      const csr = await poll('poolview\'s CertificateSigningRequest', async () => {
+        const list = await cluster.list<Obj>('certificates.k8s.io/v1', 'CertificateSigningRequest');
+        return list.items.find((c) => c.metadata!.name!.startsWith(`poolview-${node}-`));
+      }, 20_000, 200);
+      cleanups.push(() => cluster.delete('certificates.k8s.io/v1', 'CertificateSigningRequest', csr.metadata!.name!));
+      expect(csr.spec.username).toBe('system:serviceaccount:kube-system:poolview');
+      // Created and followed (get, watch) without a 403: poolview waits for an approver.
+      const ready = await poll('/readyz names the pending CSR', async () => {
+        const text = await (await fetch(`${csrPv.healthUrl}/readyz?verbose`)).text();
+        return text.includes('waiting for approval') ? text : undefined;
+      }, 20_000, 200);
+      expect(ready).toContain(`[-]serving-certificate failed: waiting for approval of CertificateSigningRequest ${csr.metadata!.name}`);
+      expect(readFileSync(csrLogFile, 'utf8')).not.toMatch(/cannot get a serving certificate|forbidden/i);
+      // Never approving, signing, changing or reading others' requests in bulk.
+      expect(await can('list', 'certificatesigningrequests')).toBe('no');
+      expect(await can('delete', 'certificatesigningrequests')).toBe('no');
+      expect(await can('update', 'certificatesigningrequests', '--subresource=approval')).toBe('no');
+      expect(await can('update', 'certificatesigningrequests', '--subresource=status')).toBe('no');
+      expect(await can('approve', 'signers.certificates.k8s.io/kubernetes.io/kubelet-serving')).toBe('no');
+      expect(await can('sign', 'signers.certificates.k8s.io/kubernetes.io/kubelet-serving')).toBe('no');
+    } finally {
+      await csrPv.close();
+      await new Promise<void>((r) => csrStream.end(r));
+    }
+  });
+
+  it('the component rotate-server-certificates/ passes a server dry-run and replaces the Secret with a cert-dir', async () => {
+    // An overlay of config/ with the component, as an operator would write it next to config/.
+    const overlay = mkdtempSync(join(scratch, 'overlay-'));
+    const base = relative(overlay, CONFIG);
+    writeFileSync(
+      join(overlay, 'kustomization.yaml'),
+      ['apiVersion: kustomize.config.k8s.io/v1beta1', 'kind: Kustomization', 'resources:', `  - ${base}`, 'components:', `  - ${base}/rotate-server-certificates`, ''].join('\n'),
+    );
+    const list = await cluster.kubectlJson<{ items: Obj[] }>(['apply', '-k', overlay, '--dry-run=server', '-o', 'json'], { timeoutMs: 60_000 });
+    const kinds = list.items.map((o) => `${o.kind}/${o.metadata!.name}`);
+    expect(kinds).toEqual(expect.arrayContaining(['ClusterRole/poolview-serving-csr', 'ClusterRoleBinding/poolview-serving-csr', 'DaemonSet/poolview']));
+    const pod = list.items.find((o) => o.kind === 'DaemonSet')!.spec.template.spec;
+    const container = pod.containers[0];
+    expect(container.args).toEqual(expect.arrayContaining(['--rotate-server-certificates=true', '--cert-dir=/var/lib/poolview/pki', '--secure-port=10268']));
+    expect(container.args.some((a: string) => a.startsWith('--tls-'))).toBe(false);
+    expect(container.volumeMounts.map((m: Obj) => m.mountPath).sort()).toEqual(['/tmp', '/var/lib/poolview/pki']);
+    expect(pod.volumes.find((v: Obj) => v.name === 'pki').hostPath).toEqual({ path: '/var/lib/poolview/pki', type: 'DirectoryOrCreate' });
+    expect(pod.volumes.some((v: Obj) => v.secret)).toBe(false);
+    // The init container only hands the hostPath to poolview's uid.
+    expect(pod.initContainers.map((c: Obj) => c.command)).toEqual([['chown', '65532:65532', '/var/lib/poolview/pki']]);
+    expect(pod.initContainers[0].image).toBe('poolview:0.1.0');
+    expect(pod.initContainers[0].securityContext.capabilities).toEqual({ drop: ['ALL'], add: ['CHOWN'] });
+    expect(await cluster.get('apps/v1', 'DaemonSet', 'poolview', 'kube-system')).toBeUndefined();
   });
 });
 

@@ -84,6 +84,9 @@ describe('mistakes are one line on stderr and exit code 2', () => {
     ['a bad anonymous policy', ['--node-name', 'n', '--anonymous-requests', 'maybe'], {}, /^poolview: --anonymous-requests: "maybe"/],
     ['proxy-identity on a public address', ['--node-name', 'n', '--anonymous-requests', 'proxy-identity', '--bind-address', '0.0.0.0'], {}, /needs a loopback --bind-address/],
     ['a certificate without its key', ['--node-name', 'n', '--tls-cert-file', '/x.crt'], {}, /go together/],
+    ['certificate files and CSRs at once', ['--node-name', 'n', '--tls-cert-file', '/x.crt', '--tls-private-key-file', '/x.key', '--rotate-server-certificates'], {}, /exclude each other/],
+    ['a bad boolean', ['--node-name', 'n', '--rotate-server-certificates=maybe'], {}, /^poolview: --rotate-server-certificates: "maybe" is not true or false /],
+    ['a secure port without a certificate', ['--node-name', 'n', '--secure-port', '10268'], {}, /--secure-port needs a serving certificate/],
     ['a missing kubeconfig', ['--node-name', 'n', '--kubeconfig', '/nonexistent/kubeconfig'], {}, /^poolview: cannot read kubeconfig \/nonexistent\/kubeconfig: no such file\n$/],
     ['a missing kubeconfig from KUBECONFIG', [], { NODE_NAME: 'n', KUBECONFIG: '/nonexistent/kc' }, /^poolview: cannot read kubeconfig \/nonexistent\/kc/],
     ['neither kubeconfig nor cluster', ['--node-name', 'n'], {}, /^poolview: no --kubeconfig .* not running in a cluster/],
@@ -117,7 +120,9 @@ describe('flags and environment', () => {
       POOLVIEW_FEATURE_GATES: 'NodePortAutoListen=true, ViewTransitions=false',
       POOLVIEW_CONFIGMAP_NAME: '',
     };
-    expect(parseServeArgs(['--node-name', 'flag-node', '--port=2000', '--configmap-namespace', 'cfg'], env)).toEqual({
+    expect(parseServeArgs(['--node-name', 'flag-node', '--port=2000', '--configmap-namespace', 'cfg'], { ...env, POOLVIEW_CERT_DIR: '/env/pki', POOLVIEW_ROTATE_SERVER_CERTIFICATES: 'true' })).toEqual({
+      rotateServerCertificates: true,
+      certDir: '/env/pki',
       kubeconfig: '/env/kc',
       nodeName: 'flag-node',
       nodePoolName: 'env-pool',
@@ -129,6 +134,11 @@ describe('flags and environment', () => {
       configMapNamespace: 'cfg',
     });
   });
+});
+
+it('a boolean flag alone means true, as in Kubernetes components', () => {
+  expect(parseServeArgs(['--rotate-server-certificates'], {}).rotateServerCertificates).toBe(true);
+  expect(parseServeArgs(['--rotate-server-certificates=false'], { POOLVIEW_ROTATE_SERVER_CERTIFICATES: 'true' }).rotateServerCertificates).toBe(false);
 });
 
 it('takes the first existing file of a $KUBECONFIG list', () => {

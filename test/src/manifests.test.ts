@@ -204,6 +204,44 @@ describe('config/rbac.yaml', () => {
   });
 });
 
+describe('config/rotate-server-certificates/ (kustomize component)', () => {
+  const dir = join(CONFIG, 'rotate-server-certificates');
+  const component = loadYaml(join(dir, 'kustomization.yaml'))[0];
+  const rbac = loadYaml(join(dir, 'rbac.yaml'));
+  const patch = loadYaml(join(dir, 'daemonset-patch.yaml'))[0];
+
+  it('is a Component offered (commented out) by config/kustomization.yaml', () => {
+    expect(component).toMatchObject({ apiVersion: 'kustomize.config.k8s.io/v1alpha1', kind: 'Component' });
+    for (const f of [...component.resources, ...component.patches.map((p: Obj) => p.path)]) expect(existsSync(join(dir, f)), f).toBe(true);
+    expect(readFileSync(join(CONFIG, 'kustomization.yaml'), 'utf8')).toMatch(/^# components:\n#   - rotate-server-certificates$/m);
+  });
+
+  it('grants create, get and watch on CertificateSigningRequests to the poolview ServiceAccount, nothing else', () => {
+    const role = rbac.find((o) => o.kind === 'ClusterRole')!;
+    expect(role.rules).toEqual([{ apiGroups: ['certificates.k8s.io'], resources: ['certificatesigningrequests'], verbs: ['create', 'get', 'watch'] }]);
+    const binding = rbac.find((o) => o.kind === 'ClusterRoleBinding')!;
+    expect(binding.roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role.metadata.name });
+    const sa = find('ServiceAccount');
+    expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: sa.metadata.name, namespace: sa.metadata.namespace }]);
+  });
+
+  it('patches the DaemonSet to --rotate-server-certificates with a hostPath --cert-dir, only flags poolview knows', () => {
+    const ds = find('DaemonSet', 'poolview');
+    expect(patch.metadata).toEqual({ name: ds.metadata.name, namespace: ds.metadata.namespace });
+    const container = patch.spec.template.spec.containers[0];
+    expect(container.name).toBe(ds.spec.template.spec.containers[0].name);
+    const known = new Set(FLAGS.map((f) => f.flag));
+    for (const a of container.args as string[]) expect(known.has(/^--([a-z0-9-]+)=/.exec(a)![1]), a).toBe(true);
+    expect(container.args).toContain('--rotate-server-certificates=true');
+    const certDir = (container.args as string[]).find((a) => a.startsWith('--cert-dir='))!.slice('--cert-dir='.length);
+    expect(container.volumeMounts).toContainEqual({ name: 'pki', mountPath: certDir });
+    expect(patch.spec.template.spec.volumes).toContainEqual({ name: 'pki', hostPath: { path: certDir, type: 'DirectoryOrCreate' } });
+    // The init container hands that directory to the uid poolview runs as.
+    const init = patch.spec.template.spec.initContainers[0];
+    expect(init.command).toEqual(['chown', `${ds.spec.template.spec.securityContext.runAsUser}:${ds.spec.template.spec.securityContext.runAsGroup}`, certDir]);
+  });
+});
+
 describe('config/yurt-hub-cfg.yaml', () => {
   const cm = find('ConfigMap');
 

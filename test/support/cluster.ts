@@ -41,7 +41,7 @@ export interface ClusterInfo {
   tokens: Record<Identity, string>;
   /** http://127.0.0.1:PORT */
   etcdServer: string;
-  /** Directory holding kube-apiserver, kube-proxy, kubectl, etcd. */
+  /** Directory holding kube-apiserver, kube-controller-manager, kube-proxy, kubectl, etcd. */
   binDir: string;
   /** The control plane's temporary directory (logs, certificates, generated kubeconfigs). */
   workDir: string;
@@ -514,8 +514,8 @@ const here = dirname(fileURLToPath(import.meta.url));
 export const BUILD_SCRIPT = resolve(here, '../cluster/build.sh');
 
 /**
- * Builds (or finds cached) kube-apiserver, kube-proxy, kubectl and etcd with test/cluster/build.sh;
- * returns their directory. Progress lines of the script go to `onProgress`.
+ * Builds (or finds cached) kube-apiserver, kube-controller-manager, kube-proxy, kubectl and etcd with
+ * test/cluster/build.sh; returns their directory. Progress lines of the script go to `onProgress`.
  */
 export async function buildBinaries(onProgress: (line: string) => void = (l) => console.log(l)): Promise<string> {
   if (process.env.POOLVIEW_K8S_BIN) return process.env.POOLVIEW_K8S_BIN;
