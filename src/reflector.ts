@@ -18,6 +18,22 @@ export function objectKey(obj: KubeObject): string {
   return namespace ? `${namespace}/${name}` : `${name}`;
 }
 
+/** Objects per LIST page. */
+const LIST_PAGE_SIZE = 500;
+
+/** What a store without objects keeps: enough to name the object and its Service. */
+function keyOnly(obj: KubeObject): KubeObject {
+  const { name, namespace, resourceVersion, labels } = obj.metadata;
+  return { metadata: { name, namespace, resourceVersion, labels } };
+}
+
+/** managedFields are often most of an object's size, and no decision reads them. */
+function withoutManagedFields(obj: KubeObject): KubeObject {
+  if (obj.metadata.managedFields === undefined) return obj;
+  const { managedFields: _dropped, ...metadata } = obj.metadata;
+  return { ...obj, metadata };
+}
+
 export interface ReflectorOptions {
   upstream: Upstream;
   /** Collection path, e.g. /api/v1/services */
@@ -77,21 +93,35 @@ export class Reflector {
   }
 
   private async list(): Promise<void> {
-    const res = await this.get({});
-    const text = await res.body.text();
-    if (res.statusCode === 404) throw new NotServedError(`${this.opts.path} is not served`);
-    if (res.statusCode !== 200) throw new Error(`list ${this.opts.path}: HTTP ${res.statusCode}: ${text.slice(0, 200)}`);
-    const list = JSON.parse(text) as { metadata: { resourceVersion: string }; items: KubeObject[]; kind: string };
-    const itemKind = list.kind.replace(/List$/, '');
+    // In pages, as client-go's reflector lists: a page's objects are garbage before the next one
+    // arrives, so memory never holds a whole large list at once.
     const seen = new Set<string>();
-    for (const item of list.items) {
-      item.kind ??= itemKind;
-      const key = objectKey(item);
-      seen.add(key);
-      this.apply(this.store.has(key) ? 'modified' : 'added', item);
+    let rv = '';
+    for (let next = ''; ; ) {
+      const res = await this.get({ limit: String(LIST_PAGE_SIZE), ...(next ? { continue: next } : {}) });
+      const text = await res.body.text();
+      if (res.statusCode === 404) throw new NotServedError(`${this.opts.path} is not served`);
+      if (res.statusCode === 410 && next) {
+        // The continue token expired (a compaction meanwhile): start over.
+        next = '';
+        seen.clear();
+        continue;
+      }
+      if (res.statusCode !== 200) throw new Error(`list ${this.opts.path}: HTTP ${res.statusCode}: ${text.slice(0, 200)}`);
+      const page = JSON.parse(text) as { metadata: { resourceVersion: string; continue?: string }; items: KubeObject[]; kind: string };
+      const itemKind = page.kind.replace(/List$/, '');
+      for (const item of page.items) {
+        item.kind ??= itemKind;
+        const key = objectKey(item);
+        seen.add(key);
+        this.apply(this.store.has(key) ? 'modified' : 'added', item);
+      }
+      rv = page.metadata.resourceVersion;
+      next = page.metadata.continue ?? '';
+      if (!next) break;
     }
     for (const [key, obj] of this.store) if (!seen.has(key)) this.apply('deleted', obj);
-    this.lastRv = list.metadata.resourceVersion;
+    this.lastRv = rv;
     this.opts.revisions.observe(this.lastRv);
     if (!this.syncedOnce) {
       this.syncedOnce = true;
@@ -103,7 +133,7 @@ export class Reflector {
     const key = objectKey(obj);
     const old = this.store.get(key);
     if (type === 'deleted') this.store.delete(key);
-    else this.store.set(key, this.opts.keepObjects === false ? ({ metadata: obj.metadata } as KubeObject) : obj);
+    else this.store.set(key, this.opts.keepObjects === false ? keyOnly(obj) : withoutManagedFields(obj));
     this.opts.onEvent(type, obj, old);
   }
 

@@ -32,6 +32,26 @@ export async function getUpstream(ctx: InterceptContext, pathAndQuery: string, s
   return { statusCode: res.statusCode, headers: res.headers, body };
 }
 
+/**
+ * Filtered answers are decoded whole (the body, its objects and the answer in memory at once): a
+ * burst of large LISTs, as when every agent on a node restarts, takes turns to bound the peak.
+ */
+const DECODE_SLOTS = 1;
+let decoding = 0;
+const decodeQueue: Array<() => void> = [];
+
+export async function withDecodeSlot<T>(fn: () => Promise<T>): Promise<T> {
+  if (decoding >= DECODE_SLOTS) await new Promise<void>((resolve) => decodeQueue.push(resolve));
+  else decoding++;
+  try {
+    return await fn();
+  } finally {
+    const next = decodeQueue.shift();
+    if (next) next();
+    else decoding--;
+  }
+}
+
 export async function readAll(body: Readable): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of body) chunks.push(chunk as Buffer);

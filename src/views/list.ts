@@ -4,7 +4,7 @@ import type { KubeObject } from '../../filters/types.js';
 import { applyChain, type Filter, type Scope } from '../../filters/types.js';
 import type { InterceptContext } from '../types.js';
 import { rvNumber, type Revisions } from '../revisions.js';
-import { drained, getUpstream, negotiate, notFound, readAll, relay, sendJson, status, type UpstreamResponse } from './http.js';
+import { drained, getUpstream, negotiate, notFound, readAll, relay, sendJson, status, withDecodeSlot, type UpstreamResponse } from './http.js';
 import type { ServerResponse } from 'node:http';
 import { notOlderThan, toMetadata } from './objects.js';
 import type { ViewRegistry } from './registry.js';
@@ -83,6 +83,12 @@ async function streamUnchanged(res: ServerResponse, upstream: UpstreamResponse, 
   res.end();
 }
 
+/** Which collection a list or watch reads: the same objects at the same resourceVersion. */
+export function listIdentity(url: URL): string {
+  const q = url.searchParams;
+  return `${url.pathname}?labelSelector=${q.get('labelSelector') ?? ''}&fieldSelector=${q.get('fieldSelector') ?? ''}`;
+}
+
 export async function serveList(ctx: InterceptContext, subject: ViewSubject, deps: ViewDeps): Promise<void> {
   const { req, res, info } = ctx;
   const { metadataOnly, acceptable } = negotiate(req.headers.accept);
@@ -101,8 +107,7 @@ export async function serveList(ctx: InterceptContext, subject: ViewSubject, dep
     const type = String(upstream.headers['content-type'] ?? '');
     if (upstream.statusCode !== 200 || !type.startsWith('application/json')) return relay(res, upstream);
     if (subject.chain().length === 0 && !subject.marked() && !metadataOnly) return streamUnchanged(res, upstream, deps);
-    const text = await readAll(upstream.body);
-    body = JSON.parse(text) as KubeObject | KubeList;
+    body = await withDecodeSlot(async () => JSON.parse(await readAll(upstream.body)) as KubeObject | KubeList);
     const rv = rvNumber(body.metadata?.resourceVersion);
     deps.revisions.observe(rv);
     chain = subject.chain();
@@ -126,9 +131,13 @@ export async function serveList(ctx: InterceptContext, subject: ViewSubject, dep
   const list = body as KubeList;
   const itemKind = list.kind.replace(/List$/, '');
   const items: KubeObject[] = [];
+  // A client-go reflector watches from this list's resourceVersion next: its view will seed from
+  // these objects instead of reading the same list again.
+  const remembered: KubeObject[] | undefined = subject.marked() && !url.searchParams.has('continue') && !list.metadata.continue ? [] : undefined;
   for (const item of list.items) {
     // Items of typed lists carry no kind; filters may look at it.
     const typed = item.kind ? item : { ...item, kind: itemKind, apiVersion: list.apiVersion };
+    remembered?.push(typed);
     const out = applyChain(chain, typed, deps.scope);
     if (!out) continue;
     let served = notOlderThan(out, changedAt);
@@ -138,6 +147,7 @@ export async function serveList(ctx: InterceptContext, subject: ViewSubject, dep
     }
     items.push(metadataOnly ? toMetadata(served) : served);
   }
+  if (remembered) deps.registry.rememberList(listIdentity(url), rvNumber(list.metadata.resourceVersion), remembered);
   const { remainingItemCount: _dropped, ...metadata } = list.metadata;
   const result = metadataOnly
     ? { kind: 'PartialObjectMetadataList', apiVersion: 'meta.k8s.io/v1', metadata, items }

@@ -3,6 +3,7 @@
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Revisions } from '../revisions.js';
+import type { KubeObject } from '../../filters/types.js';
 import type { ChangeFocus } from '../scope/sources.js';
 import { SharedObjects, type Affected } from './store.js';
 
@@ -24,6 +25,9 @@ interface ScopeChange {
   at: number;
 }
 
+/** Recent filtered lists kept for the watches that follow them. */
+const RECENT_LISTS = 8;
+const RECENT_LIST_MS = 30_000;
 /** Bursts within this window are applied as one change (a pool of 1,000 nodes changing). */
 const COALESCE_MS = 5;
 /** Recent changes kept per resource, so a view that missed a few re-decides only what they touched. */
@@ -36,6 +40,7 @@ export class ViewRegistry {
   private readonly pending = new Map<string, string>(); // resource -> cause
   private readonly recent = new Map<string, Array<{ generation: number; focus?: ChangeFocus }>>();
   private readonly stores = new Map<string, SharedObjects>();
+  private readonly lists = new Map<string, { rv: number; items: KubeObject[]; until: number }>();
   /** affectedSince answers until the next change. */
   private readonly affected = new Map<string, Affected>();
   private timer: NodeJS.Timeout | undefined;
@@ -47,6 +52,23 @@ export class ViewRegistry {
     private readonly log: Logger,
   ) {
     this.metrics = new ViewMetrics(registry, this);
+  }
+
+  /** A complete filtered list just served: a watch from its resourceVersion seeds from it. */
+  rememberList(identity: string, rv: number, items: KubeObject[]): void {
+    this.lists.delete(identity);
+    this.lists.set(identity, { rv, items, until: Date.now() + RECENT_LIST_MS });
+    for (const key of this.lists.keys()) {
+      if (this.lists.size <= RECENT_LISTS) break;
+      this.lists.delete(key);
+    }
+  }
+
+  /** The objects of a list served at exactly `rv`, if it is recent. */
+  recentList(identity: string, rv: number): KubeObject[] | undefined {
+    const list = this.lists.get(identity);
+    if (!list || list.until < Date.now()) return undefined;
+    return list.rv === rv ? list.items : undefined;
   }
 
   add(view: ReevaluatingView): void {

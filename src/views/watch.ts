@@ -7,9 +7,9 @@ import type { InterceptContext } from '../types.js';
 import { jsonLines } from '../json-lines.js';
 import { objectKey } from '../reflector.js';
 import { rvNumber } from '../revisions.js';
-import { drained, expired, getUpstream, negotiate, readAll, relay, sendJson, status, type UpstreamResponse } from './http.js';
+import { drained, expired, getUpstream, negotiate, readAll, relay, sendJson, status, withDecodeSlot, type UpstreamResponse } from './http.js';
 import { notOlderThan, sameContent, toMetadata } from './objects.js';
-import { awaitRevision, type ViewDeps, type ViewSubject } from './list.js';
+import { awaitRevision, listIdentity, type ViewDeps, type ViewSubject } from './list.js';
 import type { ReevaluatingView } from './registry.js';
 import type { Affected, SharedObjects } from './store.js';
 
@@ -194,7 +194,7 @@ export class WatchView implements ReevaluatingView {
   private async becomeView(cause: string): Promise<void> {
     // Still receiving a watch's initial events: the client re-lists, as any view's would.
     if (!this.holdsOneRevision) return this.expire();
-    const items = await listAt(this.ctx, this.hwm, this.signal);
+    const items = await listAt(this.ctx, this.deps, this.hwm, this.signal);
     if (this.closed) return;
     if (items instanceof UpstreamStatus) {
       await readAll(items.upstream.body);
@@ -345,7 +345,7 @@ export async function serveWatch(ctx: InterceptContext, subject: ViewSubject, de
     // Contract (b): a client that resumes from before a scope change holds a view of the old scope.
     if (subject.marked() && subject.transitions() && !deps.registry.canResume(info.resource, resumeAt)) return watchError(res, expired(rv, deps.revisions.high));
     const generation = deps.registry.generation(info.resource);
-    const seeded = await seedAt(ctx, rv, view);
+    const seeded = await seedAt(ctx, deps, rv, view);
     if (!seeded) return;
     // The seed was decided with a scope the client never saw: let it re-list.
     if (subject.marked() && deps.registry.generation(info.resource) !== generation) return watchError(res, expired(rv, deps.revisions.high));
@@ -374,8 +374,8 @@ export async function serveWatch(ctx: InterceptContext, subject: ViewSubject, de
 }
 
 /** Learns what a resuming client holds: the upstream state at its resourceVersion, filtered. */
-async function seedAt(ctx: InterceptContext, rv: string, view: WatchView): Promise<boolean> {
-  const items = await listAt(ctx, rvNumber(rv), view.signal);
+async function seedAt(ctx: InterceptContext, deps: ViewDeps, rv: string, view: WatchView): Promise<boolean> {
+  const items = await listAt(ctx, deps, rvNumber(rv), view.signal);
   if (items instanceof UpstreamStatus) {
     if (items.upstream.statusCode === 410) {
       await readAll(items.upstream.body);
@@ -393,21 +393,36 @@ class UpstreamStatus extends Error {
   }
 }
 
-/** The upstream state at exactly revision rv, with the watch's selectors, typed as watch events are. */
-async function listAt(ctx: InterceptContext, rv: number, signal: AbortSignal): Promise<KubeObject[] | UpstreamStatus> {
+/**
+ * The upstream state at exactly revision rv, with the watch's selectors, typed as watch events are.
+ * Watches opened together from one list's resourceVersion (the agents of a node starting) take
+ * turns and share one read.
+ */
+async function listAt(ctx: InterceptContext, deps: ViewDeps, rv: number, signal: AbortSignal): Promise<KubeObject[] | UpstreamStatus> {
   const url = new URL(ctx.req.url ?? '/', 'http://x');
-  const list = new URLSearchParams();
-  for (const key of ['labelSelector', 'fieldSelector']) {
-    const value = url.searchParams.get(key);
-    if (value) list.set(key, value);
-  }
-  list.set('resourceVersion', String(rv));
-  list.set('resourceVersionMatch', 'Exact');
-  const upstream = await getUpstream(ctx, `${url.pathname}?${list}`, signal);
-  if (upstream.statusCode !== 200) return new UpstreamStatus(upstream);
-  const body = JSON.parse(await readAll(upstream.body)) as { kind: string; apiVersion: string; items: KubeObject[] };
-  const kind = body.kind.replace(/List$/, '');
-  return body.items.map((item) => (item.kind ? item : { ...item, kind, apiVersion: body.apiVersion }));
+  const identity = listIdentity(url);
+  return withDecodeSlot(async () => {
+    const recent = deps.registry.recentList(identity, rv);
+    if (recent) return recent;
+    const list = new URLSearchParams();
+    for (const key of ['labelSelector', 'fieldSelector']) {
+      const value = url.searchParams.get(key);
+      if (value) list.set(key, value);
+    }
+    list.set('resourceVersion', String(rv));
+    list.set('resourceVersionMatch', 'Exact');
+    const upstream = await getUpstream(ctx, `${url.pathname}?${list}`, signal);
+    if (upstream.statusCode !== 200) return new UpstreamStatus(upstream);
+    const body = JSON.parse(await readAll(upstream.body)) as { kind: string; apiVersion: string; items: KubeObject[] };
+    const kind = body.kind.replace(/List$/, '');
+    for (const item of body.items) {
+      // Freshly decoded, not shared yet: typed in place.
+      item.kind ??= kind;
+      item.apiVersion ??= body.apiVersion;
+    }
+    deps.registry.rememberList(identity, rv, body.items);
+    return body.items;
+  });
 }
 
 /** An apiserver-style failed watch: 200, one ERROR event, end. */
