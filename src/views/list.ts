@@ -97,7 +97,8 @@ export async function serveList(ctx: InterceptContext, subject: ViewSubject, dep
   if (info.verb === 'list' && subject.marked()) consistentListQuery(url.searchParams, Math.max(deps.revisions.high, deps.registry.changedAt(info.resource)));
 
   const abort = new AbortController();
-  res.once('close', () => abort.abort());
+  // Only a client that left early aborts: an AbortError costs a stack trace per request.
+  res.once('close', () => res.writableFinished || abort.abort());
   let body: KubeObject | KubeList;
   let changedAt: number;
   let chain: readonly Filter[];
