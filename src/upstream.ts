@@ -2,10 +2,9 @@
 // Two dispatchers keep identities apart: clients' requests go out with the cluster CA only (a client
 // gets no more rights through poolview than without it); poolview's own requests also present
 // poolview's client certificate and bearer token.
-import { readFileSync } from 'node:fs';
-import { dirname } from 'node:path';
 import { Agent } from 'undici';
 import type { Dispatcher } from 'undici';
+import { inClusterConfig, KubeconfigError, kubeconfigFromFile, type ApiserverConfig } from './kubeconfig.js';
 import type { Upstream } from './types.js';
 
 /** The kubeconfig or in-cluster config cannot be used; the CLI prints the message and exits 2. */
@@ -159,66 +158,28 @@ export function upstreamFromUrl(url: string, token?: string, tls: TlsMaterial = 
   return new DispatcherPair(parseServer(url, 'upstream'), tls, token ? { authorization: `Bearer ${token}` } : {});
 }
 
-/** First line only: YAML errors carry a source excerpt the one-line CLI error must not. */
-function message(err: unknown): string {
-  return (err instanceof Error ? err.message : String(err)).split('\n')[0].trim();
-}
-
 /**
  * An upstream for the current context of a kubeconfig, or for the in-cluster config when no path is
  * given. Own credentials (client certificate, token, exec plugin, token file) are re-read periodically.
  */
 export async function upstreamFromKubeconfig(path?: string): Promise<KubeUpstream> {
-  // Loaded here rather than at the top: the client library is large and only needed at boot.
-  const { KubeConfig } = await import('@kubernetes/client-node');
-  const kc = new KubeConfig();
-  const where = path ? `kubeconfig ${path}` : 'in-cluster config';
-  if (path) {
-    let text: string;
-    try {
-      text = readFileSync(path, 'utf8');
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      throw new UpstreamConfigError(`cannot read kubeconfig ${path}: ${code === 'ENOENT' ? 'no such file' : message(err)}`);
-    }
-    try {
-      kc.loadFromString(text);
-      kc.makePathsAbsolute(dirname(path));
-    } catch (err) {
-      throw new UpstreamConfigError(`kubeconfig ${path} is not valid: ${message(err)}`);
-    }
-  } else {
-    if (!process.env.KUBERNETES_SERVICE_HOST || !process.env.KUBERNETES_SERVICE_PORT) {
-      throw new UpstreamConfigError('no --kubeconfig (or KUBECONFIG) given and not running in a cluster (KUBERNETES_SERVICE_HOST/PORT unset)');
-    }
-    kc.loadFromCluster();
+  if (!path && (!process.env.KUBERNETES_SERVICE_HOST || !process.env.KUBERNETES_SERVICE_PORT)) {
+    throw new UpstreamConfigError('no --kubeconfig (or KUBECONFIG) given and not running in a cluster (KUBERNETES_SERVICE_HOST/PORT unset)');
   }
-
-  const cluster = kc.getCurrentCluster();
-  if (!cluster) throw new UpstreamConfigError(`${where}: current context "${kc.getCurrentContext()}" names no cluster`);
-  if (cluster.proxyUrl) throw new UpstreamConfigError(`${where}: proxy-url is not supported`);
-  const url = parseServer(cluster.server, where);
-  if (url.protocol === 'http:') {
-    // The client library refuses http:// unless TLS verification is "skipped"; there is no TLS to verify.
-    kc.clusters = kc.clusters.map((c) => (c === cluster ? { ...c, skipTLSVerify: true } : c));
+  let config: ApiserverConfig;
+  try {
+    config = path ? kubeconfigFromFile(path) : inClusterConfig();
+  } catch (err) {
+    throw err instanceof KubeconfigError ? new UpstreamConfigError(err.message) : err;
   }
+  const url = parseServer(config.server, config.where);
 
   const readCredentials = async (): Promise<{ tls: TlsMaterial; headers: Record<string, string> }> => {
-    const opts: { ca?: Buffer; cert?: Buffer; key?: Buffer; servername?: string; rejectUnauthorized?: boolean; headers?: Record<string, unknown>; auth?: string } = {};
-    await kc.applyToHTTPSOptions(opts as never);
-    const headers: Record<string, string> = {};
-    const authorization = opts.headers?.Authorization ?? opts.headers?.authorization;
-    if (typeof authorization === 'string' && authorization !== '') headers.authorization = authorization;
-    else if (opts.auth) headers.authorization = `Basic ${Buffer.from(opts.auth).toString('base64')}`;
+    const { ca, cert, key, servername, insecure, authorization } = await config.read();
     return {
-      tls: {
-        ca: opts.ca,
-        cert: opts.cert,
-        key: opts.key,
-        servername: opts.servername,
-        rejectUnauthorized: url.protocol === 'https:' ? opts.rejectUnauthorized : undefined,
-      },
-      headers,
+      // http:// has no TLS to verify.
+      tls: { ca, cert, key, servername, rejectUnauthorized: url.protocol === 'https:' && insecure ? false : undefined },
+      headers: authorization ? { authorization } : {},
     };
   };
 
@@ -226,7 +187,8 @@ export async function upstreamFromKubeconfig(path?: string): Promise<KubeUpstrea
   try {
     first = await readCredentials();
   } catch (err) {
-    throw new UpstreamConfigError(`${where}: cannot load credentials: ${message(err)}`);
+    const text = (err instanceof Error ? err.message : String(err)).split('\n')[0].trim();
+    throw new UpstreamConfigError(`${config.where}: cannot load credentials: ${text}`);
   }
   const upstream = new DispatcherPair(url, first.tls, first.headers);
   upstream.refreshEvery(CREDENTIAL_REFRESH_MS, async () => {
