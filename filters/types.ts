@@ -26,7 +26,7 @@ export interface Scope {
   poolMembers(pool: string): ReadonlySet<string> | undefined;
   /** The pool a node belongs to, if any. */
   poolOf(nodeName: string): string | undefined;
-  /** A Service from the proxy's own informer. */
+  /** A Service's type and metadata (annotations, labels) from the proxy's own informer. */
   service(namespace: string, name: string): KubeObject | undefined;
   /** Pools where a Service's ready endpoints run (auto-listen), debounced; undefined = not known yet. */
   endpointPools(namespace: string, serviceName: string): ReadonlySet<string> | undefined;

@@ -21,10 +21,16 @@ export function objectKey(obj: KubeObject): string {
 /** Objects per LIST page. */
 const LIST_PAGE_SIZE = 500;
 
-/** What a store without objects keeps: enough to name the object and its Service. */
-function keyOnly(obj: KubeObject): KubeObject {
+/** Enough to name an object and, by its labels, its Service. */
+export function keyOnly(obj: KubeObject): KubeObject {
   const { name, namespace, resourceVersion, labels } = obj.metadata;
   return { metadata: { name, namespace, resourceVersion, labels } };
+}
+
+/** The type and metadata without managedFields: all a decision reads of a Service (its annotations). */
+export function metadataOnly(obj: KubeObject): KubeObject {
+  const { name, namespace, resourceVersion, labels, annotations } = obj.metadata;
+  return { kind: obj.kind, apiVersion: obj.apiVersion, metadata: { name, namespace, resourceVersion, labels, annotations } };
 }
 
 /** managedFields are often most of an object's size, and no decision reads them. */
@@ -43,8 +49,8 @@ export interface ReflectorOptions {
   revisions: Revisions;
   log: Logger;
   onEvent: ReflectorHandler;
-  /** Keep objects in the store; false keeps only keys (the handler keeps what it needs). */
-  keepObjects?: boolean;
+  /** What the store keeps of each object (default: all but managedFields); handlers get it whole. */
+  keep?: (obj: KubeObject) => KubeObject;
 }
 
 export class Reflector {
@@ -133,7 +139,7 @@ export class Reflector {
     const key = objectKey(obj);
     const old = this.store.get(key);
     if (type === 'deleted') this.store.delete(key);
-    else this.store.set(key, this.opts.keepObjects === false ? keyOnly(obj) : withoutManagedFields(obj));
+    else this.store.set(key, (this.opts.keep ?? withoutManagedFields)(obj));
     this.opts.onEvent(type, obj, old);
   }
 

@@ -5,7 +5,7 @@
 import type { Logger } from 'pino';
 import type { KubeObject, Scope } from '../../filters/types.js';
 import type { Upstream } from '../types.js';
-import { NotServedError, Reflector, objectKey, type ReflectorHandler } from '../reflector.js';
+import { NotServedError, Reflector, keyOnly, metadataOnly, objectKey, type ReflectorHandler } from '../reflector.js';
 import type { Revisions } from '../revisions.js';
 import type { Targeting } from '../targeting.js';
 import { FEATURE_GATES, parseFeatureGates } from '../options.js';
@@ -119,15 +119,15 @@ export class ScopeSources implements Scope {
 
   start(): void {
     const { configMap } = this.opts;
-    this.services = this.watch('services', '/api/v1/services', this.onService);
-    this.watch('nodes', '/api/v1/nodes', this.onNode, { keepObjects: false });
+    this.services = this.watch('services', '/api/v1/services', this.onService, { keep: metadataOnly });
+    this.watch('nodes', '/api/v1/nodes', this.onNode, { keep: keyOnly });
     this.watch('configmap', `/api/v1/namespaces/${configMap.namespace}/configmaps`, this.onConfigMap, {
       query: { fieldSelector: `metadata.name=${configMap.name}` },
     });
     this.watchNodePools();
     if (this.opts.featureGates.NodePortAutoListen !== false) {
       // Endpoint pools are cheap (node names only); watching them lets a per-pool gate turn auto-listen on live.
-      this.watch('endpointslices', '/apis/discovery.k8s.io/v1/endpointslices', this.onEndpointSlice, { keepObjects: false });
+      this.watch('endpointslices', '/apis/discovery.k8s.io/v1/endpointslices', this.onEndpointSlice, { keep: keyOnly });
     }
   }
 
@@ -138,7 +138,7 @@ export class ScopeSources implements Scope {
     clearTimeout(this.endpointPoolsTimers.later);
   }
 
-  private watch(name: string, path: string, onEvent: ReflectorHandler, extra: { query?: Record<string, string>; keepObjects?: boolean } = {}): Reflector {
+  private watch(name: string, path: string, onEvent: ReflectorHandler, extra: { query?: Record<string, string>; keep?: (obj: KubeObject) => KubeObject } = {}): Reflector {
     const reflector = new Reflector({ upstream: this.opts.upstream, path, revisions: this.opts.revisions, log: this.opts.log, onEvent, ...extra });
     const entry: (typeof this.reflectors)[number] = { name, reflector };
     this.reflectors.push(entry);
@@ -174,7 +174,7 @@ export class ScopeSources implements Scope {
             revisions: this.opts.revisions,
             log: this.opts.log,
             onEvent: this.onNodePool,
-            keepObjects: false,
+            keep: keyOnly,
           });
           try {
             this.poolNodes = new Map();
