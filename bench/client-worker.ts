@@ -5,12 +5,23 @@ import type { Readable } from 'node:stream';
 import { serve } from './rpc.js';
 import { now } from './stats.js';
 
-const dispatcher = new Agent({ connections: 256, pipelining: 1, keepAliveTimeout: 60_000, headersTimeout: 0, bodyTimeout: 0 });
+const AGENT_OPTIONS = { connections: 256, pipelining: 1, keepAliveTimeout: 60_000, headersTimeout: 0, bodyTimeout: 0 };
+const dispatcher = new Agent(AGENT_OPTIONS);
+/** Dispatchers for HTTPS servers, by the CA (PEM) they trust. */
+const tlsDispatchers = new Map<string, Agent>();
+
+/** The dispatcher for a request: the plain one, or one trusting `ca` (e.g. the real apiserver's cluster CA). */
+function dispatcherFor(ca?: string): Agent {
+  if (!ca) return dispatcher;
+  let d = tlsDispatchers.get(ca);
+  if (!d) tlsDispatchers.set(ca, (d = new Agent({ ...AGENT_OPTIONS, connect: { ca } })));
+  return d;
+}
 
 type Headers = Record<string, string>;
 
-async function fetchOnce(url: string, headers: Headers): Promise<number> {
-  const res = await request(url, { dispatcher, headers });
+async function fetchOnce(url: string, headers: Headers, ca?: string): Promise<number> {
+  const res = await request(url, { dispatcher: dispatcherFor(ca), headers });
   let bytes = 0;
   for await (const chunk of res.body) bytes += (chunk as Buffer).length;
   if (res.statusCode !== 200) throw new Error(`GET ${url}: ${res.statusCode}`);
@@ -59,8 +70,8 @@ function onWatchChunk(w: OpenWatch, chunk: Buffer): void {
 }
 
 serve({
-  /** `count` GETs of url with `concurrency` in flight; each latency in ms. */
-  fetchMany: async ({ url, headers, count, concurrency }: { url: string; headers: Headers; count: number; concurrency: number }) => {
+  /** `count` GETs of url with `concurrency` in flight; each latency in ms. `ca`: PEM to trust for an https:// url. */
+  fetchMany: async ({ url, headers, count, concurrency, ca }: { url: string; headers: Headers; count: number; concurrency: number; ca?: string }) => {
     const latencies: number[] = [];
     let issued = 0;
     let bytes = 0;
@@ -70,12 +81,19 @@ serve({
         while (issued < count) {
           issued++;
           const s = now();
-          bytes += await fetchOnce(url, headers);
+          bytes += await fetchOnce(url, headers, ca);
           latencies.push(now() - s);
         }
       }),
     );
     return { latencies, elapsedMs: now() - t0, bytes };
+  },
+
+  /** One GET of url; its status and body bytes (moved, not copied). */
+  fetchBody: async ({ url, headers, ca }: { url: string; headers: Headers; ca?: string }) => {
+    const res = await request(url, { dispatcher: dispatcherFor(ca), headers });
+    const bytes = await res.body.arrayBuffer();
+    return { status: res.statusCode, bytes, __transfer: [bytes] };
   },
 
   /** `watchers` watches of url at once, read to their end; counts event lines. */

@@ -3,18 +3,21 @@
 //
 // Threads: poolview runs in-process on this (main) thread; the upstream (fake apiserver + replay
 // server) and the clients run in worker threads, so poolview's CPU and profiles are its own. The
-// memory figure runs poolview as a separate process (bin/poolview.js).
+// memory figure runs poolview as a separate process (bin/poolview.js). The passthrough-real section
+// runs a real kube-apiserver + etcd (test/support/cluster.ts) from cached binaries as the upstream.
 //
-// Flags: --quick (small sizes, for development), --only=passthrough,list,watch,scope,memory,
+// Flags: --quick (small sizes, for development), --only=passthrough,passthrough-real,list,watch,scope,memory,
 // --reps=N (default 5), --no-profile.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, readdirSync, renameSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Agent as UndiciAgent, request as undiciRequest } from 'undici';
 import { startPoolview, type RunningPoolview } from '../src/app.js';
 import { upstreamFromUrl, type KubeUpstream } from '../src/upstream.js';
+import type { Cluster } from '../test/support/cluster.js';
 import * as gen from './objects.js';
 import { WorkerClient } from './rpc.js';
 import { median, now, percentile, threadCpuMs } from './stats.js';
@@ -108,11 +111,11 @@ async function startPv(upstreamUrl: string): Promise<RunningPoolview> {
   return pv;
 }
 
-async function waitSynced(url: string, timeoutMs = 120_000): Promise<void> {
+async function waitSynced(url: string, timeoutMs = 120_000, headers: Record<string, string> = {}): Promise<void> {
   const deadline = now() + timeoutMs;
   for (;;) {
     // A targeted LIST waits for the scope sources (503 while they sync).
-    const res = await fetch(`${url}${SVC_PATH}?limit=1`, { headers: KUBE_PROXY }).catch(() => undefined);
+    const res = await fetch(`${url}${SVC_PATH}?limit=1`, { headers: { ...KUBE_PROXY, ...headers } }).catch(() => undefined);
     const text = await res?.text();
     if (res?.status === 200) return;
     if (now() > deadline) throw new Error(`poolview at ${url} not synced: ${res?.status} ${text}`);
@@ -254,7 +257,7 @@ async function passThrough(): Promise<void> {
   const f = add({
     id: 'pt-watch-latency', section: 'pass-through', name: `pass-through watch event latency (p50, ${rate}/s)`, upstream: 'replay',
     unit: 'ms', value: v50, baselineName: 'direct', baseline: d50, ratio: v50 / d50, budget: { op: '<=', limit: 1.1, text: '≤ 1.10×' },
-    details: { p99Direct: median(wl.direct.map((x) => x.p99)), p99Poolview: median(wl.poolview.map((x) => x.p99)), addedMs: v50 - d50, events: count, rate, note: 'an untargeted watch of a filterable resource goes through the view engine (parsed per event)' },
+    details: { p99Direct: median(wl.direct.map((x) => x.p99)), p99Poolview: median(wl.poolview.map((x) => x.p99)), addedMs: v50 - d50, events: count, rate, note: 'an untargeted watch is streamed through as the upstream sent it (not parsed)' },
   });
   await profileMiss(f, () => watchLatency('poolview'));
 
@@ -272,6 +275,162 @@ async function passThrough(): Promise<void> {
   await profileMiss(g, () => watchRate('poolview'));
   await upstreamWorker.call('dropStream', { name: 'es-pt' });
   await stopPv();
+}
+
+
+// ---------------------------------------------------------------- pass-through, real apiserver
+
+/** The directory of cached Kubernetes binaries (test/cluster/build.sh --cached-only), or undefined; never builds. */
+function cachedKubernetesBinaries(): string | undefined {
+  if (process.env.POOLVIEW_K8S_BIN) return process.env.POOLVIEW_K8S_BIN;
+  const r = spawnSync('bash', [join(ROOT, 'test', 'cluster', 'build.sh'), '--cached-only'], { encoding: 'utf8' });
+  if (r.status !== 0) return undefined;
+  return r.stdout.trim().split('\n').pop() || undefined;
+}
+
+/** POSTs every object to the apiserver, `concurrency` at a time (as admin). */
+async function createObjects(cluster: Cluster, ca: string, objects: Array<{ path: string; body: unknown }>, concurrency = 24): Promise<void> {
+  const agent = new UndiciAgent({ connect: { ca }, connections: concurrency });
+  let next = 0;
+  try {
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (next < objects.length) {
+          const { path, body } = objects[next++];
+          const res = await undiciRequest(new URL(path, cluster.server), {
+            method: 'POST',
+            dispatcher: agent,
+            headers: { authorization: `Bearer ${cluster.tokens.admin}`, 'content-type': 'application/json', accept: 'application/json' },
+            body: JSON.stringify(body),
+          });
+          const text = await res.body.text();
+          if (res.statusCode !== 201) throw new Error(`POST ${path}: ${res.statusCode} ${text.slice(0, 300)}`);
+        }
+      }),
+    );
+  } finally {
+    await agent.close();
+  }
+}
+
+/**
+ * The pass-through figures against a real kube-apiserver + etcd: kubectl's requests straight to the
+ * apiserver (HTTPS, admin token) vs through poolview's plain HTTP port (poolview forwards the
+ * client's Authorization and talks HTTPS to the apiserver as the e2e `poolview` identity).
+ */
+async function passThroughReal(): Promise<void> {
+  const binDir = cachedKubernetesBinaries();
+  if (!binDir) {
+    skipped.push('passthrough-real: no cached Kubernetes binaries; run test/cluster/build.sh');
+    log('passthrough-real skipped: no cached Kubernetes binaries; run test/cluster/build.sh');
+    return;
+  }
+  const slices = QUICK ? SMALL : 1_000;
+  log(`pass-through, real apiserver: GET, LIST ${slices} EndpointSlices (untargeted kubectl; upstream = kube-apiserver + etcd from ${binDir})`);
+  const { startCluster } = await import('../test/support/cluster.js');
+  let t = now();
+  const cluster = await startCluster({ binDir });
+  try {
+    const ca = readFileSync(cluster.caFile, 'utf8');
+    const { body: version } = await cluster.request<{ gitVersion: string }>('GET', '/version');
+    log(`  control plane ${version.gitVersion} ready in ${((now() - t) / 1000).toFixed(1)} s at ${cluster.server}`);
+
+    // n1 in pool-0 is poolview's scope; poolview's sources sync while the objects are created.
+    await cluster.createNode(gen.NODE_NAME, { internalIP: '192.168.0.1', pool: 'pool-0' });
+    await cluster.createNodePool('pool-0', { nodes: [gen.NODE_NAME] });
+    const auth = { authorization: `Bearer ${cluster.tokens.admin}` };
+    const pvStarted = now();
+    const p = (pv = await startPoolview({ nodeName: gen.NODE_NAME, port: 0, healthPort: 0, logLevel: 'error', kubeconfig: cluster.kubeconfig('poolview') }));
+    const synced = waitSynced(p.url, 120_000, auth).then(
+      () => void log(`  poolview synced in ${((now() - pvStarted) / 1000).toFixed(1)} s`),
+      (err: Error) => err, // handled below, once the objects are created
+    );
+
+    // The objects: namespaces, a Service in each, the EndpointSlices.
+    t = now();
+    const namespaces = Math.min(gen.NAMESPACES, slices);
+    await createObjects(cluster, ca, Array.from({ length: namespaces }, (_, i) => ({ path: '/api/v1/namespaces', body: { apiVersion: 'v1', kind: 'Namespace', metadata: { name: gen.namespaceOf(i) } } })));
+    await createObjects(
+      cluster,
+      ca,
+      Array.from({ length: namespaces }, (_, i) => {
+        const svc = gen.service(i);
+        delete svc.spec.clusterIP; // allocated by the apiserver (the bench's addresses may be taken)
+        delete svc.spec.clusterIPs;
+        delete svc.status;
+        return { path: `/api/v1/namespaces/${gen.namespaceOf(i)}/services`, body: svc };
+      }),
+    );
+    await createObjects(cluster, ca, Array.from({ length: slices }, (_, i) => ({ path: `/apis/discovery.k8s.io/v1/namespaces/${gen.namespaceOf(i)}/endpointslices`, body: gen.endpointSlice(i) })));
+    log(`  created ${namespaces} namespaces, ${namespaces} Services, ${slices} EndpointSlices in ${((now() - t) / 1000).toFixed(1)} s`);
+
+    const notSynced = await synced;
+    if (notSynced) throw notSynced;
+
+    const headers = { ...KUBECTL, ...auth };
+    const target = (side: 'direct' | 'poolview', path: string) => (side === 'direct' ? { url: cluster.server + path, ca } : { url: p.url + path });
+    const requests: Array<{ id: string; name: string; path: string; seq: number; conc: number; total: number }> = [
+      { id: 'ptr-get', name: 'GET EndpointSlice', path: `/apis/discovery.k8s.io/v1/namespaces/${gen.namespaceOf(1)}/endpointslices/${gen.serviceName(1)}-abcde`, seq: QUICK ? 100 : 150, conc: 8, total: QUICK ? 400 : 600 },
+      { id: 'ptr-get-svc', name: 'GET Service', path: `/api/v1/namespaces/${gen.namespaceOf(1)}/services/${gen.serviceName(1)}`, seq: QUICK ? 100 : 150, conc: 8, total: QUICK ? 400 : 600 },
+      { id: `ptr-list-${slices}`, name: `LIST ${slices} EndpointSlices`, path: ES_PATH, seq: QUICK ? 8 : 12, conc: 4, total: QUICK ? 16 : 24 },
+    ];
+
+    // poolview answers with the apiserver's bytes. A LIST's resourceVersion moves on with the
+    // apiserver's own writes (its leases), so a LIST is compared with the direct reads around it.
+    for (const r of requests) {
+      const body = async (side: 'direct' | 'poolview') => {
+        const x = await client.call<{ status: number; bytes: ArrayBuffer }>('fetchBody', { ...target(side, r.path), headers });
+        if (x.status !== 200) throw new Error(`${side} GET ${r.path}: ${x.status} ${Buffer.from(x.bytes).toString('utf8').slice(0, 300)}`);
+        return Buffer.from(x.bytes);
+      };
+      let equal = false;
+      for (let attempt = 0; attempt < 5 && !equal; attempt++) {
+        const before = await body('direct');
+        const via = await body('poolview');
+        const after = await body('direct');
+        equal = via.equals(before) || via.equals(after);
+      }
+      if (!equal) throw new Error(`poolview's answer to ${r.path} differs from the apiserver's (bytes)`);
+    }
+    log('  poolview\'s answers equal the apiserver\'s (bytes)');
+
+    for (const r of requests) {
+      const latency = (side: 'direct' | 'poolview') =>
+        client.call<{ latencies: number[]; bytes: number }>('fetchMany', { ...target(side, r.path), headers, count: r.seq, concurrency: 1 }).then((x) => ({ ms: median(x.latencies), bytes: x.bytes / r.seq }));
+      const lat = await paired(REPS, latency);
+      const d = median(lat.direct.map((x) => x.ms));
+      const v = median(lat.poolview.map((x) => x.ms));
+      const f = add({
+        id: `${r.id}-latency`, section: 'pass-through (real apiserver)', name: `pass-through ${r.name} latency (p50), real apiserver`, upstream: 'apiserver',
+        unit: 'ms', value: v, baselineName: 'direct', baseline: d, ratio: v / d, budget: { op: '<=', limit: 1.1, text: '≤ 1.10×' },
+        details: {
+          addedMs: v - d, bytes: lat.poolview[0].bytes, directBytes: lat.direct[0].bytes, sequentialRequests: r.seq, repsDirect: lat.direct.map((x) => x.ms), repsPoolview: lat.poolview.map((x) => x.ms),
+          kubernetes: version.gitVersion, client: 'direct: HTTPS to kube-apiserver; poolview: plain HTTP to poolview, HTTPS from poolview to kube-apiserver (HTTP/1.1, admin bearer token)',
+        },
+      });
+      await profileMiss(f, () => latency('poolview'));
+
+      const throughput = (side: 'direct' | 'poolview') =>
+        client.call<{ elapsedMs: number }>('fetchMany', { ...target(side, r.path), headers, count: r.total, concurrency: r.conc }).then((x) => (r.total * 1000) / x.elapsedMs);
+      const thr = await paired(REPS, throughput);
+      const dr = median(thr.direct);
+      const vr = median(thr.poolview);
+      const g = add({
+        id: `${r.id}-throughput`, section: 'pass-through (real apiserver)', name: `pass-through ${r.name} throughput (${r.conc} in flight), real apiserver`, upstream: 'apiserver',
+        unit: 'req/s', value: vr, baselineName: 'direct', baseline: dr, ratio: dr / vr, budget: { op: '<=', limit: 1.1, text: '≤ 1.10× (time/req)' },
+        details: {
+          addedMsPerRequest: 1000 / vr - 1000 / dr, requests: r.total, concurrency: r.conc, repsDirect: thr.direct, repsPoolview: thr.poolview, kubernetes: version.gitVersion,
+          note: 'poolview, the apiserver and etcd share this machine\'s cores: with requests in flight, poolview\'s CPU time is taken from the apiserver\'s',
+        },
+      });
+      await profileMiss(g, () => throughput('poolview'));
+    }
+  } finally {
+    await stopPv();
+    t = now();
+    await cluster.stop();
+    log(`  control plane stopped in ${((now() - t) / 1000).toFixed(1)} s`);
+  }
 }
 
 // ---------------------------------------------------------------- filtered LIST
@@ -573,8 +732,12 @@ async function section(name: string, fn: () => Promise<void>): Promise<void> {
 }
 
 mkdirSync(RESULTS, { recursive: true });
-await upstreamWorker.call('seedCluster');
-for (const size of SIZES) {
+// First, on a machine not yet loaded by the fake cluster's writes; its time counts towards the soft
+// deadline like every other section's.
+if (want('passthrough-real')) await section('pass-through (real apiserver)', passThroughReal);
+const FAKE_SECTIONS = ['passthrough', 'list', 'watch', 'scope', 'memory'];
+if (FAKE_SECTIONS.some((s) => want(s))) await upstreamWorker.call('seedCluster');
+for (const size of FAKE_SECTIONS.some((s) => want(s)) ? SIZES : []) {
   const grown = await upstreamWorker.call<{ ms: number; rv: number }>('grow', { n: size });
   const rec = await upstreamWorker.call<{ esBytes: number; svcBytes: number }>('record', { suffix: String(size) });
   log(`cluster at ${size} Services + ${size} EndpointSlices (${(grown.ms / 1000).toFixed(1)} s to create; LISTs ${(rec.esBytes / 1048576).toFixed(1)} + ${(rec.svcBytes / 1048576).toFixed(1)} MiB)`);
@@ -656,7 +819,7 @@ for (const [name, s] of Object.entries(scalingReport)) {
 const out: string[] = [];
 out.push(`poolview bench — ${result.date}${QUICK ? ' (QUICK: small sizes, not a budget run)' : ''}`);
 out.push(`machine: ${machine.cores} cores, ${machine.model}, ${machine.memoryGiB} GiB, Node ${machine.node}; load average ${loadAtStart[0]} at start, ${machine.loadAverageAtEnd[0]} at end (shared machine); medians over ${REPS} runs; duration ${durationS} s`);
-out.push('upstream: replay = recorded JSON bodies / pre-rendered watch streams from a node:http server in a worker thread; fake = test/fake/apiserver.ts in a worker thread');
+out.push('upstream: replay = recorded JSON bodies / pre-rendered watch streams from a node:http server in a worker thread; fake = test/fake/apiserver.ts in a worker thread; apiserver = kube-apiserver + etcd (test/support/cluster.ts) on loopback, HTTPS');
 out.push('');
 out.push(table(rows));
 out.push('');

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-// `npm run bench`: builds the app (npm run build) and the bench (bench/tsconfig.json: bench/*.ts and
-// the fake apiserver, compiled to bench/dist/), then runs bench/dist/bench/main.js. Arguments are
-// passed on (--quick, --only=..., --reps=N, --no-profile).
+// `npm run bench`: builds the app (npm run build) and the bench (bench/tsconfig.json: bench/*.ts, the
+// fake apiserver and the e2e control-plane harness, compiled to bench/dist/), then runs
+// bench/dist/bench/main.js. Arguments are passed on (--quick, --only=..., --reps=N, --no-profile).
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
