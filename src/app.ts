@@ -3,16 +3,16 @@
 import { isIP, type AddressInfo } from 'node:net';
 import type { Server as TlsServer } from 'node:tls';
 import type { Duplex } from 'node:stream';
-import type { FastifyInstance } from 'fastify';
+import type { Server } from 'node:http';
 import type { Registry } from 'prom-client';
 import type { Upstream } from './types.js';
 import { resolveOptions, type PoolviewOptions } from './options.js';
 import { createLogger, type Logger } from './log.js';
 import { createMetrics, createServingCertificateMetrics } from './metrics.js';
 import { upstreamFromKubeconfig, type KubeUpstream } from './upstream.js';
-import { createProxyApp, createProxyHandler, OpenRequests } from './server.js';
+import { createProxyServer, createProxyHandler, OpenRequests } from './server.js';
 import { createUpgradeHandler } from './upgrade.js';
-import { createHealthApp, startUpstreamProbe } from './health.js';
+import { createHealthServer, startUpstreamProbe } from './health.js';
 import { startViews, type ViewOptions, type ViewService } from './views/index.js';
 import { ServingCertificate, watchCertificateFiles, type CertificateSource, type ServingPair } from './serving-cert.js';
 import { startCertificateManager } from './certificate-manager.js';
@@ -47,8 +47,8 @@ export interface PoolviewDeps {
   csrRetryDelayMs?: (attempt: number) => number;
 }
 
-function urlOf(scheme: string, app: FastifyInstance): string {
-  const { address, port } = app.server.address() as AddressInfo;
+function urlOf(scheme: string, server: Server): string {
+  const { address, port } = server.address() as AddressInfo;
   // A wildcard bind is reachable on loopback; show an address one can connect to.
   const host = address === '0.0.0.0' ? '127.0.0.1' : address === '::' ? '::1' : address;
   return `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}`;
@@ -84,7 +84,9 @@ export async function startPoolview(
   }
   const upstream: Upstream = deps.upstream ?? ownedUpstream!;
   if (ownedUpstream) cleanups.push(() => ownedUpstream.close());
-  const proxies: FastifyInstance[] = [];
+  const proxies: Server[] = [];
+  let shuttingDown = false;
+  const closing = () => shuttingDown;
 
   try {
     const probe = startUpstreamProbe(upstream, { intervalMs: deps.probeIntervalMs ?? 5_000, metrics, log });
@@ -127,26 +129,25 @@ export async function startPoolview(
 
     // Raw sockets too: a TLS connection still in its handshake is not one closeAllConnections() knows.
     const sockets = new Set<Duplex>();
-    const serve = async (app: FastifyInstance, port: number) => {
-      proxies.push(app);
-      app.server.on('upgrade', onUpgrade);
-      app.server.on('connection', (socket: Duplex) => {
+    const serve = async (server: Server, port: number) => {
+      proxies.push(server);
+      server.on('upgrade', onUpgrade);
+      server.on('connection', (socket: Duplex) => {
         sockets.add(socket);
         socket.once('close', () => sockets.delete(socket));
       });
-      await app.listen({ host: options.bindAddress, port });
+      await listen(server, options.bindAddress, port);
     };
-    await serve(createProxyApp({ handler }), options.port);
+    await serve(createProxyServer({ handler, closing }), options.port);
 
-    let shuttingDown = false;
     let secureUrl: string | undefined;
     /** The secure port, once there is a certificate; later certificates reach it through setSecureContext. */
     const serveSecure = async (pair: ServingPair): Promise<string> => {
       if (shuttingDown) throw new Error('poolview is shutting down');
-      const app = createProxyApp({ handler, https: { cert: pair.cert, key: pair.key } });
-      serving!.use(app.server as unknown as TlsServer);
-      await serve(app, options.securePort!);
-      secureUrl = urlOf('https', app);
+      const server = createProxyServer({ handler, closing, https: { cert: pair.cert, key: pair.key } });
+      serving!.use(server as TlsServer);
+      await serve(server, options.securePort!);
+      secureUrl = urlOf('https', server);
       return secureUrl;
     };
     let secureReady: Promise<string> | undefined;
@@ -163,7 +164,7 @@ export async function startPoolview(
       );
     }
 
-    const health = createHealthApp({
+    const health = createHealthServer({
       registry,
       checks: () => [
         probe.check(),
@@ -172,8 +173,8 @@ export async function startPoolview(
         ...(shuttingDown ? [{ name: 'shutdown', ok: false, detail: 'poolview is shutting down' }] : []),
       ],
     });
-    cleanups.push(() => health.close());
-    await health.listen({ host: options.bindAddress, port: options.healthPort });
+    cleanups.push(() => closeServer(health));
+    await listen(health, options.bindAddress, options.healthPort);
 
     const running: RunningPoolview = {
       url: urlOf('http', proxies[0]!),
@@ -189,7 +190,7 @@ export async function startPoolview(
         log.info({ open: open.size, tunnels: tunnels.size }, 'shutting down');
         await Promise.all(certificates.map((c) => c.stop()));
         // Stop accepting; idle keep-alive connections close now, new requests on others get 503.
-        const closed = Promise.all(proxies.map((app) => app.close()));
+        const closed = Promise.all(proxies.map(closeServer));
         open.endWatches();
         for (const socket of tunnels) socket.destroy();
         await closeViews().catch((err) => log.warn({ err }, 'view engine did not close cleanly'));
@@ -197,7 +198,7 @@ export async function startPoolview(
           log.warn({ open: open.size }, 'requests still open at shutdown; closing them');
           open.destroyAll();
         }
-        for (const app of proxies) app.server.closeAllConnections();
+        for (const server of proxies) server.closeAllConnections();
         for (const socket of sockets) socket.destroy();
         await closed;
         await cleanup();
@@ -207,10 +208,30 @@ export async function startPoolview(
     log.info({ url: running.url, secureUrl, healthUrl: running.healthUrl, upstream: upstream.url.origin, node: options.nodeName }, 'poolview serving');
     return running;
   } catch (err) {
-    await Promise.all(proxies.map((app) => app.close().catch(() => {})));
+    for (const server of proxies) server.closeAllConnections();
+    await Promise.all(proxies.map(closeServer));
     await cleanup();
     throw err;
   }
+}
+
+function listen(server: Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+/** Stops accepting and closes idle connections; resolves when every connection is gone. */
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    if (!server.listening) return resolve();
+    server.close(() => resolve());
+    server.closeIdleConnections();
+  });
 }
 
 function once(fn: () => Promise<void>): () => Promise<void> {

@@ -1,6 +1,6 @@
 // The health port: /healthz and /livez (the process serves), /readyz (the apiserver is reachable and
 // the views are ready; `?verbose` lists the checks as the apiserver does) and /metrics.
-import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Upstream } from './types.js';
@@ -74,27 +74,35 @@ export function readyzResponse(checks: ReadinessCheck[], verbose: boolean): { co
   return { code: ok ? 200 : 500, text: lines.join('\n') + '\n' };
 }
 
-export function createHealthApp(opts: { registry: Registry; checks: () => ReadinessCheck[] }): FastifyInstance {
-  const app = Fastify({ logger: false });
+/** The health port's server: /healthz, /livez, /readyz[/<check>][?verbose], /metrics. */
+export function createHealthServer(opts: { registry: Registry; checks: () => ReadinessCheck[] }): Server {
   const plain = { 'content-type': 'text/plain; charset=utf-8', 'x-content-type-options': 'nosniff', 'cache-control': 'no-cache, private' };
-  const alive = async (_req: unknown, reply: FastifyReply) => reply.code(200).headers(plain).send('ok');
-  app.get('/healthz', alive);
-  app.get('/livez', alive);
-  app.get('/readyz', async (request, reply) => {
-    const verbose = Object.prototype.hasOwnProperty.call(request.query ?? {}, 'verbose');
-    const { code, text } = readyzResponse(opts.checks(), verbose);
-    return reply.code(code).headers(plain).send(text);
+  const send = (res: ServerResponse, code: number, text: string, headers: Record<string, string> = plain) => {
+    res.writeHead(code, { ...headers, 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+  };
+  const answer = async (req: IncomingMessage, res: ServerResponse) => {
+    const url = new URL(req.url ?? '/', 'http://health');
+    const path = url.pathname;
+    if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'method not allowed\n', { ...plain, allow: 'GET, HEAD' });
+    if (path === '/healthz' || path === '/livez') return send(res, 200, 'ok');
+    if (path === '/readyz') {
+      const { code, text } = readyzResponse(opts.checks(), url.searchParams.has('verbose'));
+      return send(res, code, text);
+    }
+    if (path.startsWith('/readyz/')) {
+      const name = decodeURIComponent(path.slice('/readyz/'.length));
+      const check = opts.checks().find((c) => c.name === name);
+      if (!check) return send(res, 404, `no readyz check named ${name}\n`);
+      return send(res, check.ok ? 200 : 500, check.ok ? 'ok' : `[-]${check.name} failed: ${check.detail ?? 'not ready'}\n`);
+    }
+    if (path === '/metrics') return send(res, 200, await opts.registry.metrics(), { 'content-type': opts.registry.contentType });
+    return send(res, 404, 'not found\n');
+  };
+  return createServer((req, res) => {
+    answer(req, res).catch(() => {
+      if (!res.headersSent) send(res, 500, 'internal error\n');
+      else res.destroy();
+    });
   });
-  app.get<{ Params: { name: string } }>('/readyz/:name', async (request, reply) => {
-    const check = opts.checks().find((c) => c.name === request.params.name);
-    if (!check) return reply.code(404).headers(plain).send(`no readyz check named ${request.params.name}\n`);
-    return reply
-      .code(check.ok ? 200 : 500)
-      .headers(plain)
-      .send(check.ok ? 'ok' : `[-]${check.name} failed: ${check.detail ?? 'not ready'}\n`);
-  });
-  app.get('/metrics', async (_request, reply) => {
-    return reply.code(200).header('content-type', opts.registry.contentType).send(await opts.registry.metrics());
-  });
-  return app;
 }

@@ -1,7 +1,6 @@
-// The proxy front: a fastify app whose single catch-all route classifies each request, offers it to
-// the view engine, and otherwise streams it to the apiserver and back unchanged.
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import Fastify, { type FastifyInstance } from 'fastify';
+// The proxy front: an HTTP(S) server that classifies each request, offers it to the view engine, and otherwise streams it to the apiserver and back unchanged.
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
 import type { InterceptContext, Interceptor, RequestInfo, Upstream } from './types.js';
@@ -37,6 +36,9 @@ export function connectionTokens(connection: string | string[] | undefined): Set
 }
 
 export type ForwardVia = InterceptContext['forwardVia'];
+
+/** Idle keep-alive connections are closed after this long. */
+const KEEP_ALIVE_TIMEOUT_MS = 72_000;
 
 /**
  * The headers to send upstream for a client's request, as a raw name/value list: the client's own
@@ -331,28 +333,28 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
   };
 }
 
-export interface ProxyAppOptions {
+export interface ProxyServerOptions {
   handler: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
   https?: { cert: Buffer; key: Buffer };
+  /** While true, requests on connections still open get 503 and the connection closes (shutdown). */
+  closing: () => boolean;
 }
 
-/** A fastify app that hands every request, body unread, to the proxy handler. */
-export function createProxyApp(options: ProxyAppOptions): FastifyInstance {
-  const app = Fastify({
-    ...(options.https ? { https: { cert: options.https.cert, key: options.https.key } } : {}),
-    logger: false,
-    exposeHeadRoutes: false,
-    // Watches and exec sessions are long; the apiserver and the client decide when they end.
-    requestTimeout: 0,
-    connectionTimeout: 0,
-    return503OnClosing: true,
-  }) as unknown as FastifyInstance;
-  // Bodies stream through untouched: no parsing, no buffering, no size limit of our own.
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', (_request, _payload, done) => done(null));
-  app.all('*', async (request, reply) => {
-    reply.hijack();
-    await options.handler(request.raw, reply.raw);
-  });
-  return app;
+/** An HTTP(S) server that hands every request, body unread, to the proxy handler. */
+export function createProxyServer(options: ProxyServerOptions): HttpServer | HttpsServer {
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
+    if (options.closing()) {
+      res.shouldKeepAlive = false;
+      writeStatus(res, 503, 'ServiceUnavailable', 'poolview is shutting down');
+      return;
+    }
+    void options.handler(req, res);
+  };
+  const server = options.https ? createHttpsServer({ cert: options.https.cert, key: options.https.key }, onRequest) : createHttpServer(onRequest);
+  // Watches and exec sessions are long; the apiserver and the client decide when they end.
+  server.requestTimeout = 0;
+  server.timeout = 0;
+  // Node agents keep their connections; a short idle timeout only makes them reconnect.
+  server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
+  return server;
 }

@@ -4,7 +4,7 @@ import type { KubeObject } from '../../filters/types.js';
 import { applyChain, type Filter, type Scope } from '../../filters/types.js';
 import type { InterceptContext } from '../types.js';
 import { rvNumber, type Revisions } from '../revisions.js';
-import { drained, getUpstream, negotiate, notFound, readAll, relay, sendJson, status, withDecodeSlot, type UpstreamResponse } from './http.js';
+import { drained, getUpstream, negotiate, notFound, readAll, relay, sendJson, sendJsonText, status, withDecodeSlot, type UpstreamResponse } from './http.js';
 import type { ServerResponse } from 'node:http';
 import { notOlderThan, toMetadata } from './objects.js';
 import type { ViewRegistry } from './registry.js';
@@ -131,27 +131,36 @@ export async function serveList(ctx: InterceptContext, subject: ViewSubject, dep
 
   const list = body as KubeList;
   const itemKind = list.kind.replace(/List$/, '');
-  const items: KubeObject[] = [];
+  // Items of typed lists carry no kind; filters and views need it. They are typed in place (freshly
+  // decoded, not shared yet) and served without it again, as upstream sent them.
+  const typeMeta = `,"kind":${JSON.stringify(itemKind)},"apiVersion":${JSON.stringify(list.apiVersion)}}`;
+  const items: string[] = [];
   // A client-go reflector watches from this list's resourceVersion next: its view will seed from
   // these objects instead of reading the same list again.
-  const remembered: KubeObject[] | undefined = subject.marked() && !url.searchParams.has('continue') && !list.metadata.continue ? [] : undefined;
+  const remember = subject.marked() && !url.searchParams.has('continue') && !list.metadata.continue;
   for (const item of list.items) {
-    // Items of typed lists carry no kind; filters may look at it.
-    const typed = item.kind ? item : { ...item, kind: itemKind, apiVersion: list.apiVersion };
-    remembered?.push(typed);
-    const out = applyChain(chain, typed, deps.scope);
-    if (!out) continue;
-    let served = notOlderThan(out, changedAt);
-    if (!item.kind) {
-      const { kind: _k, apiVersion: _v, ...rest } = served;
-      served = rest as KubeObject;
+    const untyped = !item.kind;
+    if (untyped) {
+      item.kind = itemKind;
+      item.apiVersion = list.apiVersion;
     }
-    items.push(metadataOnly ? toMetadata(served) : served);
+    const out = applyChain(chain, item, deps.scope);
+    if (!out) continue;
+    const served = notOlderThan(out, changedAt);
+    if (metadataOnly) items.push(JSON.stringify(toMetadata(served)));
+    else items.push(untyped ? untypedJson(served, typeMeta) : JSON.stringify(served));
   }
-  if (remembered) deps.registry.rememberList(listIdentity(url), rvNumber(list.metadata.resourceVersion), remembered);
+  if (remember) deps.registry.rememberList(listIdentity(url), rvNumber(list.metadata.resourceVersion), list.items);
   const { remainingItemCount: _dropped, ...metadata } = list.metadata;
-  const result = metadataOnly
-    ? { kind: 'PartialObjectMetadataList', apiVersion: 'meta.k8s.io/v1', metadata, items }
-    : { ...list, metadata, items };
-  sendJson(res, 200, result);
+  const { items: _items, ...head } = metadataOnly ? { kind: 'PartialObjectMetadataList', apiVersion: 'meta.k8s.io/v1', items: [] } : list;
+  // The items go last, as the apiserver writes them.
+  sendJsonText(res, 200, `${JSON.stringify({ ...head, metadata }).slice(0, -1)},"items":[${items.join(',')}]}`);
+}
+
+/** JSON of an object typed in place, without the kind and apiVersion it was given (they were added last). */
+function untypedJson(obj: KubeObject, typeMeta: string): string {
+  const json = JSON.stringify(obj);
+  if (json.endsWith(typeMeta)) return `${json.slice(0, -typeMeta.length)}}`;
+  const { kind: _k, apiVersion: _v, ...rest } = obj;
+  return JSON.stringify(rest);
 }

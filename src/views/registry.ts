@@ -44,6 +44,7 @@ export class ViewRegistry {
   /** affectedSince answers until the next change. */
   private readonly affected = new Map<string, Affected>();
   private timer: NodeJS.Timeout | undefined;
+  private listSweep: NodeJS.Timeout | undefined;
   readonly metrics: ViewMetrics;
 
   constructor(
@@ -62,6 +63,15 @@ export class ViewRegistry {
       if (this.lists.size <= RECENT_LISTS) break;
       this.lists.delete(key);
     }
+    // A list nobody resumed from would otherwise keep its objects until the next list replaced it.
+    this.listSweep ??= setTimeout(() => this.sweepLists(), RECENT_LIST_MS).unref();
+  }
+
+  private sweepLists(): void {
+    this.listSweep = undefined;
+    const now = Date.now();
+    for (const [key, list] of this.lists) if (list.until <= now) this.lists.delete(key);
+    if (this.lists.size > 0) this.listSweep = setTimeout(() => this.sweepLists(), RECENT_LIST_MS).unref();
   }
 
   /** The objects of a list served at exactly `rv`, if it is recent. */
@@ -169,6 +179,8 @@ export class ViewRegistry {
 
   closeAll(): void {
     clearTimeout(this.timer);
+    clearTimeout(this.listSweep);
+    this.lists.clear();
     for (const set of this.views.values()) for (const view of [...set]) view.close();
   }
 }

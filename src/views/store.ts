@@ -129,16 +129,19 @@ export class SharedObjects {
   }
 
   private index(obj: KubeObject, previous: KubeObject | undefined): void {
-    this.indexVersion++;
     const key = objectKey(obj);
     let entry = this.indexed.get(key);
     if (!entry) {
       entry = { service: serviceOf(obj), nodes: [] };
       this.indexed.set(key, entry);
       addTo(this.byService, entry.service, key);
+      this.indexVersion++;
     }
     // A few nodes per object: an array is far smaller than a Set, times every object.
-    const nodes = [...new Set([...endpointNodes(obj), ...(previous ? endpointNodes(previous) : entry.nodes)])];
+    const nodes = union(endpointNodes(obj), previous ? endpointNodes(previous) : entry.nodes);
+    // Most updates keep their endpoints on the same nodes: nothing to re-index.
+    if (nodes.length === entry.nodes.length && nodes.every((node) => entry.nodes.includes(node))) return;
+    this.indexVersion++;
     for (const node of entry.nodes) if (!nodes.includes(node)) removeFrom(this.byNode, node, key);
     for (const node of nodes) addTo(this.byNode, node, key);
     entry.nodes = nodes;
@@ -147,6 +150,13 @@ export class SharedObjects {
 
 function sameChain(a: readonly Filter[], b: readonly Filter[]): boolean {
   return a === b || (a.length === b.length && a.every((f, i) => f === b[i]));
+}
+
+/** The distinct names of both lists (a few each). */
+function union(a: string[], b: string[]): string[] {
+  const out: string[] = [];
+  for (const list of [a, b]) for (const name of list) if (!out.includes(name)) out.push(name);
+  return out;
 }
 
 function addTo(map: Map<string, Set<string>>, at: string, key: string): void {
