@@ -35,9 +35,13 @@ COPY package.json package-lock.json ./
 # Production dependencies only; no install scripts run (none of them need one).
 RUN --mount=type=cache,target=/root/.npm \
     npm ci --omit=dev --ignore-scripts --no-audit --no-fund
-# HOME in /tmp: the only writable place under readOnlyRootFilesystem.
+# HOME in /tmp: the only writable place under readOnlyRootFilesystem. MALLOC_MMAP_THRESHOLD_: glibc
+# maps blocks of 64 KiB and more (socket and list buffers) on their own and gives them back when
+# freed, instead of keeping them in its heap: about 55 MiB less RSS at 10,000 Services and
+# EndpointSlices, for about 10% more time per large filtered LIST (bench/README.md). Unset it to trade back.
 ENV NODE_ENV=production \
-    HOME=/tmp
+    HOME=/tmp \
+    MALLOC_MMAP_THRESHOLD_=65536
 COPY --from=build /src/dist ./dist
 COPY bin ./bin
 COPY config ./config

@@ -612,7 +612,12 @@ async function heapUsedBytes(healthUrl: string): Promise<number> {
   return m ? Number(m[1]) : NaN;
 }
 
-async function memory(size: number, withProfile = false): Promise<{ rss: number; heap: number; rssNoWatches: number; child?: { cpu: string; heap: string } }> {
+/** The environment the image (Dockerfile) runs poolview with: glibc returns freed large blocks to the OS. */
+const IMAGE_ENV = { MALLOC_MMAP_THRESHOLD_: '65536' };
+/** Memory is read this long after the watches opened (and 2 s after, as the early figure). */
+const SETTLE_MS = 25_000;
+
+async function memory(size: number, withProfile = false, env: Record<string, string> = IMAGE_ENV): Promise<{ rss: number; heap: number; rssNoWatches: number; rssEarly: number; child?: { cpu: string; heap: string } }> {
   const dir = mkdtempSync(join(tmpdir(), 'poolview-bench-'));
   const kubeconfig = join(dir, 'kubeconfig');
   writeFileSync(
@@ -628,7 +633,7 @@ async function memory(size: number, withProfile = false): Promise<{ rss: number;
   const child: ChildProcess = spawn(
     process.execPath,
     [...flags, join(ROOT, 'bin', 'poolview.js'), '--kubeconfig', kubeconfig, '--node-name', gen.NODE_NAME, '--port', String(port), '--health-port', String(healthPort), '--log-level', 'warn'],
-    { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] },
+    { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } },
   );
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
@@ -658,15 +663,23 @@ async function memory(size: number, withProfile = false): Promise<{ rss: number;
     const rssNoWatches = vmRssBytes(child.pid!);
     // 10 open watches: five node agents watching Services and EndpointSlices, each after its LIST.
     await client.call('openWatches', { base: url, groups: [{ path: ES_PATH, n: 5 }, { path: SVC_PATH, n: 5 }], headers: KUBE_PROXY });
+    const opened = now();
+    const sample = async () => {
+      const rss: number[] = [];
+      const heap: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        rss.push(vmRssBytes(child.pid!));
+        heap.push(await heapUsedBytes(healthUrl));
+        await sleep(300);
+      }
+      return { rss: median(rss), heap: median(heap) };
+    };
     await sleep(2_000);
-    const rss: number[] = [];
-    const heap: number[] = [];
-    for (let i = 0; i < 5; i++) {
-      rss.push(vmRssBytes(child.pid!));
-      heap.push(await heapUsedBytes(healthUrl));
-      await sleep(300);
-    }
-    const result: { rss: number; heap: number; rssNoWatches: number; child?: { cpu: string; heap: string } } = { rss: median(rss), heap: median(heap), rssNoWatches };
+    const early = await sample();
+    // Settled: V8 gives back the pages of the lists' garbage some seconds after the burst.
+    await sleep(Math.max(0, opened + SETTLE_MS - now()));
+    const settled = await sample();
+    const result: { rss: number; heap: number; rssNoWatches: number; rssEarly: number; child?: { cpu: string; heap: string } } = { ...settled, rssNoWatches, rssEarly: early.rss };
     const out: { cpu: string; heap: string } = { cpu: '', heap: '' };
     if (inspector) {
       const { profile } = await inspector.send<{ profile: object }>('HeapProfiler.getSamplingProfile');
@@ -698,7 +711,11 @@ async function memoryFigure(size: number): Promise<void> {
     id: `memory-${size}`, section: 'memory', name: `memory RSS, ${size} Services + ${size} EndpointSlices, 10 watches`, upstream: 'fake',
     unit: 'MiB', value: mib(m.rss), baselineName: 'same, 0 watches', baseline: mib(m.rssNoWatches), ratio: null,
     budget: size === MAIN ? { op: '<=', limit: 100, text: '≤ 100 MiB RSS' } : null, judged: mib(m.rss),
-    details: { heapUsedMiB: mib(m.heap), rssNoWatchesMiB: mib(m.rssNoWatches), endpoints: size * gen.ENDPOINTS_PER_SLICE },
+    details: {
+      heapUsedMiB: mib(m.heap), rssNoWatchesMiB: mib(m.rssNoWatches), rssEarlyMiB: mib(m.rssEarly), settleSeconds: SETTLE_MS / 1000, env: IMAGE_ENV, endpoints: size * gen.ENDPOINTS_PER_SLICE,
+      // The same without the image's malloc setting (a plain `node bin/poolview.js`).
+      ...(size === MAIN ? { rssDefaultMallocMiB: mib((await memory(size, false, {})).rss) } : {}),
+    },
   });
   if (f.met === false && PROFILE) {
     if (overBudget()) skipped.push(`profiles of "${f.name}" (time)`);

@@ -4,7 +4,7 @@
 import type { ServerResponse } from 'node:http';
 import type { KubeObject } from '../../filters/types.js';
 import type { InterceptContext } from '../types.js';
-import { jsonLines } from '../json-lines.js';
+import { jsonLineBatches } from '../json-lines.js';
 import { objectKey } from '../reflector.js';
 import { rvNumber } from '../revisions.js';
 import { drained, expired, getUpstream, negotiate, readAll, relay, sendJson, status, withDecodeSlot, type UpstreamResponse } from './http.js';
@@ -73,8 +73,29 @@ export class WatchView implements ReevaluatingView {
     this.raw = subject.chain().length === 0 && !subject.marked() && !opts.metadataOnly;
   }
 
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /**
+   * Handles the upstream lines from `from` on, written together. Returns where it stopped: the end,
+   * the index of a line that must wait for the view to be built (`converting`), or -1 when the
+   * stream must end.
+   */
+  onLines(lines: string[], from: number): number {
+    return this.batched(() => {
+      for (let i = from; i < lines.length; i++) {
+        // Nothing newer than a scope change may reach the client before the change's transitions.
+        this.catchUp();
+        if (this.converting) return i;
+        if (!this.onLine(lines[i])) return -1;
+      }
+      return lines.length;
+    });
+  }
+
   /** Handles one upstream line; returns false when the stream must end. */
-  onLine(line: string): boolean {
+  private onLine(line: string): boolean {
     const type = this.raw ? EVENT_TYPE.exec(line)?.[1] : undefined;
     if (!type) return this.onUpstream(JSON.parse(line) as WatchEvent, line);
     const rv = RESOURCE_VERSION.exec(line)?.[1];
@@ -221,14 +242,7 @@ export class WatchView implements ReevaluatingView {
     const counts = { ADDED: 0, MODIFIED: 0, DELETED: 0 };
     const count = (type: keyof typeof counts) => counts[type]++;
     // One write per view: a chunk per event would cost a syscall buffer each, times every open watch.
-    this.batch = [];
-    try {
-      this.decideAgain(affected, at, count);
-    } finally {
-      const lines = this.batch;
-      this.batch = undefined;
-      if (lines.length > 0) this.write(lines.join('\n'));
-    }
+    this.batched(() => this.decideAgain(affected, at, count));
     for (const [type, n] of Object.entries(counts)) if (n > 0) this.deps.registry.metrics.synthesized.inc({ type, cause }, n);
   }
 
@@ -289,6 +303,19 @@ export class WatchView implements ReevaluatingView {
   private send(type: EventType, object: KubeObject): void {
     if (this.opts.metadataOnly) this.write(JSON.stringify({ type, object: toMetadata(object) }));
     else this.write(`{"type":"${type}","object":${this.store.json(object)}}`);
+  }
+
+  /** Runs fn with every line it writes joined into one write (unless a batch is open already). */
+  private batched<T>(fn: () => T): T {
+    if (this.batch) return fn();
+    this.batch = [];
+    try {
+      return fn();
+    } finally {
+      const lines = this.batch;
+      this.batch = undefined;
+      if (lines.length > 0) this.write(lines.join('\n'));
+    }
   }
 
   private write(line: string): void {
@@ -360,10 +387,12 @@ export async function serveWatch(ctx: InterceptContext, subject: ViewSubject, de
   // A scope change applied while the view was being built has not reached it yet.
   view.catchUp('late');
   try {
-    for await (const line of jsonLines(upstream.body)) {
-      view.catchUp();
-      if (view.converting) await view.converting;
-      if (!view.onLine(line)) break;
+    read: for await (const lines of jsonLineBatches(upstream.body)) {
+      for (let next = 0; next < lines.length; ) {
+        next = view.onLines(lines, next);
+        if (next < 0 || view.isClosed) break read;
+        if (view.converting) await view.converting;
+      }
       await view.drain();
     }
   } catch (err) {

@@ -391,6 +391,8 @@ describe('Dockerfile', () => {
     expect(exposed.sort()).toEqual(['10261', '10267', '10268']);
     // HOME must be writable under readOnlyRootFilesystem.
     expect(ops(runtime, 'ENV').some((e) => /\bHOME=\/tmp\b/.test(e.args))).toBe(true);
+    // The malloc setting the memory benchmark runs poolview with (bench/main.ts IMAGE_ENV).
+    expect(ops(runtime, 'ENV').some((e) => /\bMALLOC_MMAP_THRESHOLD_=65536\b/.test(e.args))).toBe(true);
   });
 
   it('COPYs only context files that exist and that .dockerignore lets through', () => {
