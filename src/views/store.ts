@@ -98,6 +98,11 @@ export class SharedObjects {
     return next;
   }
 
+  /** `obj` marked no older than the scope change at `changedAt` (contract rule 5), shared between views. */
+  notOlderThan(obj: KubeObject, changedAt: number): KubeObject {
+    return changedAt > rvNumber(obj.metadata.resourceVersion) ? this.atRevision(obj, String(changedAt)) : obj;
+  }
+
   /** JSON.stringify(obj), once per turn however many views send it. */
   json(obj: KubeObject): string {
     let json = this.serialized.get(obj);

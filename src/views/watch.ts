@@ -8,7 +8,7 @@ import { jsonLineBatches } from '../json-lines.js';
 import { objectKey } from '../reflector.js';
 import { rvNumber } from '../revisions.js';
 import { drained, expired, getUpstream, negotiate, readAll, relay, sendJson, status, withDecodeSlot, type UpstreamResponse } from './http.js';
-import { notOlderThan, sameContent, toMetadata } from './objects.js';
+import { sameContent, toMetadata } from './objects.js';
 import { awaitRevision, listIdentity, type ViewDeps, type ViewSubject } from './list.js';
 import type { ReevaluatingView } from './registry.js';
 import type { Affected, SharedObjects } from './store.js';
@@ -145,7 +145,7 @@ export class WatchView implements ReevaluatingView {
     for (const item of items) {
       const obj = this.store.intern(item);
       const out = this.decide(obj);
-      this.entries.set(objectKey(obj), { obj, held: out ? notOlderThan(out, changedAt) : undefined, exact: false });
+      this.entries.set(objectKey(obj), { obj, held: out ? this.store.notOlderThan(out, changedAt) : undefined, exact: false });
     }
     this.hwm = rv;
   }
@@ -184,7 +184,7 @@ export class WatchView implements ReevaluatingView {
     const next: Entry = { obj };
     if (out) {
       const type = entry?.held ? 'MODIFIED' : 'ADDED';
-      next.held = this.initial ? notOlderThan(out, this.changedAt()) : out;
+      next.held = this.initial ? this.store.notOlderThan(out, this.changedAt()) : out;
       if (next.held === obj && type === event.type && !this.opts.metadataOnly) this.write(line);
       else this.send(type, next.held);
     } else if (entry?.held && this.subject.transitions()) {
