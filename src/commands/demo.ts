@@ -139,7 +139,9 @@ class NodeView {
 
   private async follow(path: string, store: Map<string, KubeObject>): Promise<void> {
     const get = (query: string) => request(`${this.url}${path}${query}`, { headers: { 'user-agent': KUBE_PROXY_UA }, signal: this.abort.signal });
-    const list = (await (await get('')).body.json()) as { items: KubeObject[]; metadata: { resourceVersion: string } };
+    const listed = await get('');
+    const list = (await listed.body.json()) as { items: KubeObject[]; metadata: { resourceVersion: string } };
+    if (listed.statusCode !== 200) throw new Error(`LIST ${path} through poolview for ${this.node}: HTTP ${listed.statusCode}`);
     for (const item of list.items) store.set(item.metadata.name!, item);
     let rv = list.metadata.resourceVersion;
     void (async () => {
@@ -203,7 +205,12 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
   const proxies: RunningPoolview[] = [];
   const views: NodeView[] = [];
   let stopping = false;
-  const stop = io.stopSignal().then(() => (stopping = true));
+  const log = createLogger('warn');
+  // Ctrl-C reaches the control plane's processes too: what poolview logs about them going away is noise.
+  const stop = io.stopSignal().then(() => {
+    stopping = true;
+    log.level = 'silent';
+  });
   try {
     for (const [pool, nodes] of Object.entries(POOLS)) {
       for (const node of nodes) await backend.put(nodeObject(node, pool));
@@ -216,7 +223,6 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     await backend.put(service('api', 'ClusterIP', byPool));
     await backend.put(slice('api', ['edge-1', 'edge-2', 'edge-3']));
 
-    const log = createLogger('warn');
     for (const node of WATCHED) {
       const proxy = await startPoolview(
         { nodeName: node, port: 0, healthPort: 0, anonymousRequests: 'proxy-identity', logLevel: 'warn' },
@@ -256,12 +262,19 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
         await Promise.race([new Promise((r) => setTimeout(r, interval)), stop]);
         if (stopping) break;
         say(`\n» ${title}`);
-        await step();
-        await new Promise((r) => setTimeout(r, Math.min(interval, 1000)));
+        await step().catch((err: Error) => {
+          if (!stopping) throw err;
+        });
+        await Promise.race([new Promise((r) => setTimeout(r, Math.min(interval, 1000))), stop]);
+        if (stopping) break;
         show();
       }
     } while (!values.once && !stopping);
     return 0;
+  } catch (err) {
+    // Interrupted while starting: the control plane went away first.
+    if (stopping) return 0;
+    throw err;
   } finally {
     say('\nstopping …');
     for (const view of views) view.stop();
