@@ -314,7 +314,7 @@ export class WatchView implements ReevaluatingView {
     } finally {
       const lines = this.batch;
       this.batch = undefined;
-      if (lines.length > 0) this.write(lines.join('\n'));
+      if (lines && lines.length > 0) this.write(lines.join('\n'));
     }
   }
 
@@ -338,6 +338,10 @@ export class WatchView implements ReevaluatingView {
 
   close(): void {
     if (this.closed) return;
+    // What an open batch holds still goes out: an ERROR event that ends the watch may be among it.
+    const pending = this.batch;
+    this.batch = undefined;
+    if (pending && pending.length > 0 && !this.ctx.res.writableEnded) this.ctx.res.write(pending.join('\n') + '\n');
     this.closed = true;
     this.store.release();
     this.abort.abort();
