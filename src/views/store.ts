@@ -1,6 +1,6 @@
 // The objects the open views of one resource hold, shared between the views: one decoded copy per
-// object version, one filter decision per (version, filter chain, scope generation), and an index
-// from Services and nodes to object keys, so that a scope change re-decides only what it concerns.
+// object version, one filter decision per (version, filter chain, scope generation), and the
+// Service and nodes of every object, so that a scope change re-decides only what it concerns.
 import { endpointNodes } from '../../filters/servicetopology.js';
 import { applyChain, type Filter, type FilterDecision, type KubeObject, type Scope } from '../../filters/types.js';
 import { objectKey } from '../reflector.js';
@@ -25,9 +25,7 @@ interface Decision {
 export class SharedObjects {
   /** Latest version per apiVersion and key: views of v1 and v1beta1 slices hold different shapes. */
   private readonly latest = new Map<string, KubeObject>();
-  private readonly byService = new Map<string, Set<string>>();
-  private readonly byNode = new Map<string, Set<string>>();
-  /** Key -> the Service and nodes it is indexed under, to unindex it when it is deleted. */
+  /** Key -> the Service it belongs to and the nodes of its endpoints (this version and the one before). */
   private readonly indexed = new Map<string, { service: string; nodes: string[] }>();
   private readonly decisions = new WeakMap<KubeObject, Decision>();
   private readonly keysFor = new WeakMap<object, { version: number; keys: Set<string> }>();
@@ -63,18 +61,22 @@ export class SharedObjects {
     if (!entry) return;
     this.indexVersion++;
     this.indexed.delete(key);
-    removeFrom(this.byService, entry.service, key);
-    for (const node of entry.nodes) removeFrom(this.byNode, node, key);
   }
 
-  /** Keys of the objects a scope change concerns; every view asks, so the answer is kept with the question. */
+  /**
+   * Keys of the objects a scope change concerns; every view asks, so the answer is kept with the
+   * question. One pass over the index per change: cheaper than keeping per-Service and per-node
+   * sets current on every watch event.
+   */
   keysOf(affected: Exclude<Affected, 'all'>): ReadonlySet<string> {
     const known = this.keysFor.get(affected);
     if (known?.version === this.indexVersion) return known.keys;
     const keys = new Set<string>();
     this.keysFor.set(affected, { version: this.indexVersion, keys });
-    for (const svc of affected.services) for (const key of this.byService.get(svc) ?? []) keys.add(key);
-    for (const node of affected.nodes) for (const key of this.byNode.get(node) ?? []) keys.add(key);
+    const { services, nodes } = affected;
+    for (const [key, entry] of this.indexed) {
+      if (services.has(entry.service) || (nodes.size > 0 && entry.nodes.some((node) => nodes.has(node)))) keys.add(key);
+    }
     return keys;
   }
 
@@ -128,8 +130,6 @@ export class SharedObjects {
   private clear(): void {
     this.indexVersion++;
     this.latest.clear();
-    this.byService.clear();
-    this.byNode.clear();
     this.indexed.clear();
   }
 
@@ -139,7 +139,6 @@ export class SharedObjects {
     if (!entry) {
       entry = { service: serviceOf(obj), nodes: [] };
       this.indexed.set(key, entry);
-      addTo(this.byService, entry.service, key);
       this.indexVersion++;
     }
     // A few nodes per object: an array is far smaller than a Set, times every object.
@@ -147,8 +146,6 @@ export class SharedObjects {
     // Most updates keep their endpoints on the same nodes: nothing to re-index.
     if (nodes.length === entry.nodes.length && nodes.every((node) => entry.nodes.includes(node))) return;
     this.indexVersion++;
-    for (const node of entry.nodes) if (!nodes.includes(node)) removeFrom(this.byNode, node, key);
-    for (const node of nodes) addTo(this.byNode, node, key);
     entry.nodes = nodes;
   }
 }
@@ -162,15 +159,4 @@ function union(a: string[], b: string[]): string[] {
   const out: string[] = [];
   for (const list of [a, b]) for (const name of list) if (!out.includes(name)) out.push(name);
   return out;
-}
-
-function addTo(map: Map<string, Set<string>>, at: string, key: string): void {
-  let set = map.get(at);
-  if (!set) map.set(at, (set = new Set()));
-  set.add(key);
-}
-
-function removeFrom(map: Map<string, Set<string>>, at: string, key: string): void {
-  const set = map.get(at);
-  if (set?.delete(key) && set.size === 0) map.delete(at);
 }
