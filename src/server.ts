@@ -1,4 +1,5 @@
-// The proxy front: an HTTP(S) server that classifies each request, offers it to the view engine, and otherwise streams it to the apiserver and back unchanged.
+// The proxy front: an HTTP(S) server that classifies each request, offers it to the view engine,
+// and otherwise streams it to the apiserver and back unchanged.
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Logger } from 'pino';
@@ -348,7 +349,8 @@ export function createProxyServer(options: ProxyServerOptions): HttpServer | Htt
       writeStatus(res, 503, 'ServiceUnavailable', 'poolview is shutting down');
       return;
     }
-    void options.handler(req, res);
+    // The handler answers its own failures; anything that still escapes must not end the process.
+    options.handler(req, res).catch((err: Error) => writeStatus(res, 500, 'InternalError', `poolview: ${err.message}`));
   };
   const server = options.https ? createHttpsServer({ cert: options.https.cert, key: options.https.key }, onRequest) : createHttpServer(onRequest);
   // Watches and exec sessions are long; the apiserver and the client decide when they end.
