@@ -704,6 +704,8 @@ async function memory(size: number, withProfile = false, env: Record<string, str
 async function memoryFigure(size: number): Promise<void> {
   log(`memory at ${size} Services + ${size} EndpointSlices, 10 open watches (separate poolview process; upstream = fake apiserver)`);
   const m = await memory(size);
+  // The same without the image's malloc setting (a plain `node bin/poolview.js`).
+  const defaultMalloc = size === MAIN ? await memory(size, false, {}) : undefined;
   const mib = (b: number) => b / 1048576;
   scaling.rss[size] = mib(m.rss);
   scaling.heap[size] = mib(m.heap);
@@ -713,8 +715,7 @@ async function memoryFigure(size: number): Promise<void> {
     budget: size === MAIN ? { op: '<=', limit: 100, text: '≤ 100 MiB RSS' } : null, judged: mib(m.rss),
     details: {
       heapUsedMiB: mib(m.heap), rssNoWatchesMiB: mib(m.rssNoWatches), rssEarlyMiB: mib(m.rssEarly), settleSeconds: SETTLE_MS / 1000, env: IMAGE_ENV, endpoints: size * gen.ENDPOINTS_PER_SLICE,
-      // The same without the image's malloc setting (a plain `node bin/poolview.js`).
-      ...(size === MAIN ? { rssDefaultMallocMiB: mib((await memory(size, false, {})).rss) } : {}),
+      ...(defaultMalloc ? { rssDefaultMallocMiB: mib(defaultMalloc.rss) } : {}),
     },
   });
   if (f.met === false && PROFILE) {

@@ -41,7 +41,8 @@ export class SharedObjects {
    * version a view holds passes here, so the index is a superset of what any view holds.
    */
   intern(obj: KubeObject): KubeObject {
-    const id = `${obj.apiVersion}|${objectKey(obj)}`;
+    const key = objectKey(obj);
+    const id = `${obj.apiVersion}|${key}`;
     const known = this.latest.get(id);
     const rv = obj.metadata.resourceVersion;
     if (known && known.metadata.resourceVersion === rv) return known;
@@ -49,7 +50,7 @@ export class SharedObjects {
     if (newest) this.latest.set(id, obj);
     // Indexed under the nodes of this version and of the one before it, which views lagging behind
     // may still hold; an older version that turns up late adds its nodes.
-    this.index(obj, newest ? known : undefined);
+    this.index(obj, key, newest ? known : undefined);
     return obj;
   }
 
@@ -133,8 +134,7 @@ export class SharedObjects {
     this.indexed.clear();
   }
 
-  private index(obj: KubeObject, previous: KubeObject | undefined): void {
-    const key = objectKey(obj);
+  private index(obj: KubeObject, key: string, previous: KubeObject | undefined): void {
     let entry = this.indexed.get(key);
     if (!entry) {
       entry = { service: serviceOf(obj), nodes: [] };

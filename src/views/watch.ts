@@ -85,7 +85,8 @@ export class WatchView implements ReevaluatingView {
   onLines(lines: string[], from: number): number {
     return this.batched(() => {
       for (let i = from; i < lines.length; i++) {
-        // Nothing newer than a scope change may reach the client before the change's transitions.
+        // Nothing newer than a scope change may reach the client before the change's transitions:
+        // its resourceVersion would let it resume as if it had them.
         this.catchUp();
         if (this.converting) return i;
         if (!this.onLine(lines[i])) return -1;
@@ -150,11 +151,8 @@ export class WatchView implements ReevaluatingView {
     this.hwm = rv;
   }
 
-  /** Handles one upstream event; returns false when the stream must end. */
-  onUpstream(event: WatchEvent, line: string): boolean {
-    // Nothing newer than a scope change may reach the client before the change's transitions:
-    // its resourceVersion would let it resume as if it had them.
-    this.catchUp();
+  /** Handles one upstream event (onLines has applied the scope changes first); returns false when the stream must end. */
+  private onUpstream(event: WatchEvent, line: string): boolean {
     const rv = event.object?.metadata?.resourceVersion;
     this.deps.revisions.observe(rv);
     if (event.type === 'ERROR') {
