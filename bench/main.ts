@@ -1,4 +1,4 @@
-// `npm run bench` (issue #8): poolview's performance budgets (shared/DESIGN.md), each figure measured
+// `npm run bench` (issue #8): poolview's performance budgets (docs/design.md), each figure measured
 // against its baseline in the same run and reported as a ratio of medians over repeated runs.
 //
 // Threads: poolview runs in-process on this (main) thread; the upstream (fake apiserver + replay

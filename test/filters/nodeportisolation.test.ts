@@ -1,4 +1,4 @@
-// nodeportisolation: every case of shared/spec/openyurt-cases.yaml sections `nodeportisolation`
+// nodeportisolation: every case of test/fixtures/openyurt-cases.yaml sections `nodeportisolation`
 // and `nodeportisolation_list`, plus the auto-listen rules and the filter contract.
 //
 // Skipped spec cases (they belong to the view engine, not to the filter):

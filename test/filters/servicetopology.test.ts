@@ -1,4 +1,4 @@
-// servicetopology: every case of shared/spec/openyurt-cases.yaml sections `servicetopology` and
+// servicetopology: every case of test/fixtures/openyurt-cases.yaml sections `servicetopology` and
 // `servicetopology_list`, plus unit tests of the contract (identity, no mutation, shapes).
 //
 // Skipped spec cases (they belong to the view engine, not to the filter):

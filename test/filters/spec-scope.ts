@@ -1,4 +1,5 @@
-// Turns the fixtures of shared/spec/openyurt-cases.yaml into a filter Scope and Kubernetes objects.
+// Turns the fixtures of test/fixtures/openyurt-cases.yaml (yurt-hub's own test cases, kept as this
+// project's test data) into a filter Scope and Kubernetes objects.
 //
 // Mapping of the spec's yurt-hub configuration onto poolview's Scope:
 //   - nodePool: config.poolNameFlag when non-empty, else the Node's apps.openyurt.io/nodepool LABEL
@@ -18,7 +19,7 @@ import type { KubeObject, Scope } from '../../filters/types.js';
 export type SpecCase = Record<string, any> & { id: string };
 export type Spec = Record<string, any>;
 
-const DEFAULT_SPEC = fileURLToPath(new URL('../../../shared/spec/openyurt-cases.yaml', import.meta.url));
+const DEFAULT_SPEC = fileURLToPath(new URL('../fixtures/openyurt-cases.yaml', import.meta.url));
 
 let cached: Spec | undefined;
 

@@ -1,4 +1,4 @@
-// Targeting: every case of shared/spec/openyurt-cases.yaml section `approver_and_config`, plus the
+// Targeting: every case of test/fixtures/openyurt-cases.yaml section `approver_and_config`, plus the
 // ConfigMap parsing, caching and version rules.
 //
 // The spec's cases name all seven yurt-hub filters; the five poolview does not implement here are
