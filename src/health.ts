@@ -91,7 +91,12 @@ export function createHealthServer(opts: { registry: Registry; checks: () => Rea
       return send(res, code, text);
     }
     if (path.startsWith('/readyz/')) {
-      const name = decodeURIComponent(path.slice('/readyz/'.length));
+      let name: string;
+      try {
+        name = decodeURIComponent(path.slice('/readyz/'.length));
+      } catch {
+        return send(res, 404, 'not found\n'); // not a check's name (e.g. /readyz/%zz)
+      }
       const check = opts.checks().find((c) => c.name === name);
       if (!check) return send(res, 404, `no readyz check named ${name}\n`);
       return send(res, check.ok ? 200 : 500, check.ok ? 'ok' : `[-]${check.name} failed: ${check.detail ?? 'not ready'}\n`);

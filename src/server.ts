@@ -4,6 +4,7 @@ import { createServer as createHttpServer, type IncomingMessage, type Server as 
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
+import type { Duplex } from 'node:stream';
 import type { InterceptContext, Interceptor, RequestInfo, Upstream } from './types.js';
 import type { AnonymousRequests } from './options.js';
 import { componentOf, resolveRequestInfo } from './request-info.js';
@@ -91,6 +92,23 @@ export function writeStatus(res: ServerResponse, code: number, reason: string, m
     'cache-control': 'no-cache, private',
   });
   res.end(body);
+}
+
+/**
+ * Rewrites an absolute-form request target (`GET http://host/api/v1/...`, RFC 9112 §3.2.2) to the
+ * origin form, so it is classified and filtered like any other; false for a target that is neither.
+ */
+export function toOriginForm(req: IncomingMessage): boolean {
+  const url = req.url ?? '';
+  if (url.startsWith('/')) return true;
+  if (!/^https?:\/\//i.test(url)) return false;
+  try {
+    const parsed = new URL(url);
+    req.url = parsed.pathname + parsed.search;
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** The upstream path for a client's request URL (keeps a path prefix of the kubeconfig server, if any). */
@@ -344,6 +362,14 @@ export interface ProxyServerOptions {
 /** An HTTP(S) server that hands every request, body unread, to the proxy handler. */
 export function createProxyServer(options: ProxyServerOptions): HttpServer | HttpsServer {
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
+    if (!toOriginForm(req)) {
+      // Go's server answers `OPTIONS *` itself with an empty 200; any other such target is malformed.
+      if (req.method === 'OPTIONS' && req.url === '*') {
+        res.writeHead(200, { 'content-length': 0 });
+        res.end();
+      } else writeStatus(res, 400, 'BadRequest', `poolview: cannot serve request target "${String(req.url).slice(0, 100)}"`);
+      return;
+    }
     if (options.closing()) {
       res.shouldKeepAlive = false;
       writeStatus(res, 503, 'ServiceUnavailable', 'poolview is shutting down');
@@ -353,6 +379,11 @@ export function createProxyServer(options: ProxyServerOptions): HttpServer | Htt
     options.handler(req, res).catch((err: Error) => writeStatus(res, 500, 'InternalError', `poolview: ${err.message}`));
   };
   const server = options.https ? createHttpsServer({ cert: options.https.cert, key: options.https.key }, onRequest) : createHttpServer(onRequest);
+  // A proxy's CONNECT is not an API request (without a listener Node would drop the socket unanswered).
+  server.on('connect', (req: IncomingMessage, socket: Duplex) => {
+    const body = statusBody(405, 'MethodNotAllowed', 'poolview: CONNECT is not supported');
+    socket.end(`HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  });
   // Watches and exec sessions are long; the apiserver and the client decide when they end.
   server.requestTimeout = 0;
   server.timeout = 0;

@@ -12,12 +12,13 @@ import type { AnonymousRequests } from './options.js';
 import { hasTunnelTarget, tunnelTargetFor } from './upstream.js';
 import { componentOf, resolveRequestInfo } from './request-info.js';
 import { componentLabel, resourceLabel, verbLabel, type ProxyMetrics } from './metrics.js';
-import { forwardHeaders, forwardViaFor, statusBody, upstreamPath } from './server.js';
+import { forwardHeaders, forwardViaFor, statusBody, toOriginForm, upstreamPath } from './server.js';
 
 const CONNECT_TIMEOUT_MS = 10_000;
 const KEEPALIVE_MS = 30_000;
 
 const REASONS: Record<number, [string, string]> = {
+  400: ['Bad Request', 'BadRequest'],
   401: ['Unauthorized', 'Unauthorized'],
   502: ['Bad Gateway', 'BadGateway'],
   503: ['Service Unavailable', 'ServiceUnavailable'],
@@ -59,6 +60,10 @@ export function createUpgradeHandler(deps: UpgradeDeps): (req: IncomingMessage, 
   const { upstream, anonymousRequests, metrics, log, tunnels } = deps;
 
   return (req, socket, head) => {
+    if (!toOriginForm(req)) {
+      refuse(socket, 400, 'poolview: cannot serve this request target');
+      return;
+    }
     const info = resolveRequestInfo(req.method ?? 'GET', req.url ?? '/');
     const component = componentOf(req.headers['user-agent']);
     const labels = { component: componentLabel(component), verb: verbLabel(info.verb), resource: resourceLabel(info.resource, info.isResourceRequest) };

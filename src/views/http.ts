@@ -5,12 +5,30 @@ import type { Readable } from 'node:stream';
 import type { ServerResponse } from 'node:http';
 import type { InterceptContext, RequestInfo } from '../types.js';
 import { forwardHeaders, responseHeaders } from '../server.js';
+import { resolveRequestInfo } from '../request-info.js';
+import { Slots } from '../slots.js';
 
-/** The client's headers for a JSON request of ours upstream: its own credentials, never poolview's. */
-function upstreamHeaders(ctx: InterceptContext): string[] {
+/** Upstream must answer with headers within this long (watches too: the apiserver sends theirs at once). */
+export const UPSTREAM_HEADERS_TIMEOUT_MS = 30_000;
+/** A LIST or seed body that sends nothing for this long is cut (watches have no such bound). */
+export const UPSTREAM_BODY_IDLE_MS = 30_000;
+/** The longest a LIST or seed body may take to arrive whole. */
+export const UPSTREAM_BODY_DEADLINE_MS = 120_000;
+/** The largest LIST body decoded (256 MiB, about 60,000 EndpointSlices of 6 endpoints as JSON). */
+export const MAX_LIST_BYTES = 256 * 1024 * 1024;
+
+/**
+ * Filtered LISTs and watch seeds are read and decoded whole; a burst (every agent of a node
+ * restarting) takes turns per purpose, so one kind of request never queues behind the other.
+ */
+export const listSlots = new Slots('filtered lists', 4, 20_000);
+export const seedSlots = new Slots('watch seeds', 4, 20_000);
+
+/** The client's headers for a request of ours upstream: its own credentials, never poolview's. JSON; gzip for lists. */
+function requestHeaders(ctx: InterceptContext, watch: boolean): string[] {
   return forwardHeaders(ctx.req, {
     ...ctx.forwardVia,
-    headers: { ...ctx.forwardVia.headers, accept: 'application/json', 'accept-encoding': 'identity' },
+    headers: { ...ctx.forwardVia.headers, accept: 'application/json', 'accept-encoding': watch ? 'identity' : 'gzip' },
   });
 }
 
@@ -21,40 +39,45 @@ export interface UpstreamResponse {
 }
 
 export async function getUpstream(ctx: InterceptContext, pathAndQuery: string, signal: AbortSignal): Promise<UpstreamResponse> {
-  const res = await request(new URL(pathAndQuery, ctx.upstream.url), {
+  const url = new URL(pathAndQuery, ctx.upstream.url);
+  const watch = resolveRequestInfo('GET', url.pathname + url.search).verb === 'watch';
+  const res = await request(url, {
     method: 'GET',
     dispatcher: ctx.forwardVia.dispatcher as Dispatcher,
-    headers: upstreamHeaders(ctx),
+    headers: requestHeaders(ctx, watch),
     signal,
+    headersTimeout: UPSTREAM_HEADERS_TIMEOUT_MS,
+    bodyTimeout: watch ? 0 : UPSTREAM_BODY_IDLE_MS,
   });
   const gzip = String(res.headers['content-encoding'] ?? '').includes('gzip');
   const body = gzip ? (res.body.pipe(createGunzip()) as Readable) : (res.body as Readable);
+  // A broken gzip stream must fail the read, not the process.
+  if (gzip) res.body.once('error', (err) => body.destroy(err));
   return { statusCode: res.statusCode, headers: res.headers, body };
 }
 
-/**
- * Filtered answers are decoded whole (the body, its objects and the answer in memory at once): a
- * burst of large LISTs, as when every agent on a node restarts, takes turns to bound the peak.
- */
-const DECODE_SLOTS = 1;
-let decoding = 0;
-const decodeQueue: Array<() => void> = [];
-
-export async function withDecodeSlot<T>(fn: () => Promise<T>): Promise<T> {
-  if (decoding >= DECODE_SLOTS) await new Promise<void>((resolve) => decodeQueue.push(resolve));
-  else decoding++;
-  try {
-    return await fn();
-  } finally {
-    const next = decodeQueue.shift();
-    if (next) next();
-    else decoding--;
-  }
+/** A body over its limit, or one that took too long: the request fails with a clear error. */
+export class BodyLimitError extends Error {
+  override name = 'BodyLimitError';
 }
 
-export async function readAll(body: Readable): Promise<string> {
+/** A whole (non-watch) body, decompressed, bounded in size and time. */
+export async function readAll(body: Readable, maxBytes = MAX_LIST_BYTES): Promise<string> {
   const chunks: Buffer[] = [];
-  for await (const chunk of body) chunks.push(chunk as Buffer);
+  let size = 0;
+  const deadline = setTimeout(() => body.destroy(new BodyLimitError(`upstream body took longer than ${UPSTREAM_BODY_DEADLINE_MS / 1000}s`)), UPSTREAM_BODY_DEADLINE_MS);
+  try {
+    for await (const chunk of body) {
+      size += (chunk as Buffer).length;
+      if (size > maxBytes) {
+        body.destroy();
+        throw new BodyLimitError(`upstream body exceeds ${maxBytes} bytes`);
+      }
+      chunks.push(chunk as Buffer);
+    }
+  } finally {
+    clearTimeout(deadline);
+  }
   return Buffer.concat(chunks).toString('utf8');
 }
 
@@ -62,17 +85,25 @@ export async function readAll(body: Readable): Promise<string> {
 export async function relay(res: ServerResponse, upstream: UpstreamResponse): Promise<void> {
   const { 'content-encoding': _decoded, 'content-length': _length, ...headers } = responseHeaders(upstream.headers);
   res.writeHead(upstream.statusCode, headers);
-  for await (const chunk of upstream.body) res.write(chunk);
+  for await (const chunk of upstream.body) if (!res.write(chunk)) await drained(res);
   res.end();
 }
 
-export function sendJson(res: ServerResponse, status: number, body: unknown, extra: Record<string, string> = {}): void {
+type Headers = Record<string, string | string[]>;
+
+export function sendJson(res: ServerResponse, status: number, body: unknown, extra: Headers = {}): void {
   sendJsonText(res, status, JSON.stringify(body), extra);
 }
 
-export function sendJsonText(res: ServerResponse, status: number, text: string, extra: Record<string, string> = {}): void {
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...extra });
+export function sendJsonText(res: ServerResponse, status: number, text: string, extra: Headers = {}): void {
+  res.writeHead(status, { ...extra, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);
+}
+
+/** Upstream's response headers (audit ID, warnings, cache headers) for an answer poolview rewrote. */
+export function upstreamHeaders(headers: UpstreamResponse['headers']): Headers {
+  const { 'content-encoding': _e, 'content-length': _l, 'content-type': _t, ...kept } = responseHeaders(headers);
+  return kept;
 }
 
 export function status(code: number, reason: string, message: string, details?: object): object {

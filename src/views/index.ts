@@ -11,6 +11,7 @@ import { ViewRegistry } from './registry.js';
 import { serveList, type ViewDeps, type ViewSubject } from './list.js';
 import { serveWatch } from './watch.js';
 import { sendJson, status } from './http.js';
+import { SlotsBusyError } from '../slots.js';
 
 export interface ViewOptions {
   upstream: Upstream;
@@ -97,10 +98,7 @@ export async function startViews(opts: ViewOptions): Promise<ViewService> {
       else await serveList(ctx, subject, deps);
     } catch (err) {
       if (ctx.res.headersSent) ctx.res.destroy();
-      else if (!ctx.res.destroyed) {
-        ctx.log.warn({ err: (err as Error).message, resource: info.resource, verb: info.verb }, 'filtered request failed');
-        sendJson(ctx.res, 502, status(502, 'InternalError', `poolview: upstream request failed: ${(err as Error).message}`));
-      }
+      else if (!ctx.res.destroyed) failed(ctx, err as Error);
     }
     return true;
   };
@@ -115,4 +113,18 @@ export async function startViews(opts: ViewOptions): Promise<ViewService> {
       scope.stop();
     },
   };
+}
+
+/** Answers a filtered request that could not be served, as the apiserver words such failures. */
+function failed(ctx: InterceptContext, err: Error): void {
+  const { info } = ctx;
+  if (err instanceof SlotsBusyError) {
+    sendJson(ctx.res, 503, status(503, 'ServiceUnavailable', err.message), { 'retry-after': '1' });
+    return;
+  }
+  const code = (err as { code?: string }).code;
+  const timedOut = code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || err.name === 'TimeoutError';
+  ctx.log.warn({ err: err.message, code, resource: info.resource, verb: info.verb }, 'filtered request failed');
+  if (timedOut) sendJson(ctx.res, 504, status(504, 'Timeout', `poolview: the apiserver did not answer in time: ${err.message}`), { 'retry-after': '1' });
+  else sendJson(ctx.res, 502, status(502, 'InternalError', `poolview: upstream request failed: ${err.message}`));
 }

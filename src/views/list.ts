@@ -4,7 +4,7 @@ import type { KubeObject } from '../../filters/types.js';
 import { applyChain, type Filter, type Scope } from '../../filters/types.js';
 import type { InterceptContext } from '../types.js';
 import { rvNumber, type Revisions } from '../revisions.js';
-import { drained, getUpstream, negotiate, notFound, readAll, relay, sendJson, sendJsonText, status, withDecodeSlot, type UpstreamResponse } from './http.js';
+import { drained, getUpstream, negotiate, notFound, listSlots, readAll, relay, sendJson, sendJsonText, status, upstreamHeaders, type UpstreamResponse } from './http.js';
 import type { ServerResponse } from 'node:http';
 import { notOlderThan, toMetadata } from './objects.js';
 import type { ViewRegistry } from './registry.js';
@@ -102,13 +102,15 @@ export async function serveList(ctx: InterceptContext, subject: ViewSubject, dep
   let body: KubeObject | KubeList;
   let changedAt: number;
   let chain: readonly Filter[];
+  let kept: Record<string, string | string[]> = {};
   if (info.verb === 'list' && subject.marked()) await awaitRevision(ctx, deps, deps.registry.changedAt(info.resource), abort.signal);
   for (let attempt = 0; ; attempt++) {
     const upstream = await getUpstream(ctx, url.pathname + url.search, abort.signal);
     const type = String(upstream.headers['content-type'] ?? '');
     if (upstream.statusCode !== 200 || !type.startsWith('application/json')) return relay(res, upstream);
     if (subject.chain().length === 0 && !subject.marked() && !metadataOnly) return streamUnchanged(res, upstream, deps);
-    body = await withDecodeSlot(async () => JSON.parse(await readAll(upstream.body)) as KubeObject | KubeList);
+    body = await listSlots.run(async () => JSON.parse(await readAll(upstream.body)) as KubeObject | KubeList, abort.signal);
+    kept = upstreamHeaders(upstream.headers);
     const rv = rvNumber(body.metadata?.resourceVersion);
     deps.revisions.observe(rv);
     chain = subject.chain();
@@ -124,9 +126,9 @@ export async function serveList(ctx: InterceptContext, subject: ViewSubject, dep
   }
   if (info.verb === 'get') {
     const out = applyChain(chain, body as KubeObject, deps.scope);
-    if (!out) return sendJson(res, 404, notFound(info));
+    if (!out) return sendJson(res, 404, notFound(info), kept);
     const served = notOlderThan(out, changedAt);
-    return sendJson(res, 200, metadataOnly ? toMetadata(served) : served);
+    return sendJson(res, 200, metadataOnly ? toMetadata(served) : served, kept);
   }
 
   const list = body as KubeList;
@@ -154,7 +156,7 @@ export async function serveList(ctx: InterceptContext, subject: ViewSubject, dep
   const { remainingItemCount: _dropped, ...metadata } = list.metadata;
   const { items: _items, ...head } = metadataOnly ? { kind: 'PartialObjectMetadataList', apiVersion: 'meta.k8s.io/v1', items: [] } : list;
   // The items go last, as the apiserver writes them.
-  sendJsonText(res, 200, `${JSON.stringify({ ...head, metadata }).slice(0, -1)},"items":[${items.join(',')}]}`);
+  sendJsonText(res, 200, `${JSON.stringify({ ...head, metadata }).slice(0, -1)},"items":[${items.join(',')}]}`, kept);
 }
 
 /** JSON of an object typed in place, without the kind and apiVersion it was given (they were added last). */

@@ -7,7 +7,7 @@ import type { InterceptContext } from '../types.js';
 import { jsonLineBatches } from '../json-lines.js';
 import { objectKey } from '../reflector.js';
 import { rvNumber } from '../revisions.js';
-import { drained, expired, getUpstream, negotiate, readAll, relay, sendJson, status, withDecodeSlot, type UpstreamResponse } from './http.js';
+import { drained, expired, getUpstream, negotiate, readAll, relay, seedSlots, sendJson, sendJsonText, status, upstreamHeaders, UPSTREAM_BODY_DEADLINE_MS, type UpstreamResponse } from './http.js';
 import { sameContent, toMetadata } from './objects.js';
 import { awaitRevision, listIdentity, type ViewDeps, type ViewSubject } from './list.js';
 import type { ReevaluatingView } from './registry.js';
@@ -215,10 +215,7 @@ export class WatchView implements ReevaluatingView {
     if (!this.holdsOneRevision) return this.expire();
     const items = await listAt(this.ctx, this.deps, this.hwm, this.signal);
     if (this.closed) return;
-    if (items instanceof UpstreamStatus) {
-      await readAll(items.upstream.body);
-      throw items;
-    }
+    if (items instanceof UpstreamStatus) throw items;
     for (const item of items) {
       const obj = this.store.intern(item);
       this.entries.set(objectKey(obj), { obj, held: obj, exact: true });
@@ -408,51 +405,76 @@ export async function serveWatch(ctx: InterceptContext, subject: ViewSubject, de
 async function seedAt(ctx: InterceptContext, deps: ViewDeps, rv: string, view: WatchView): Promise<boolean> {
   const items = await listAt(ctx, deps, rvNumber(rv), view.signal);
   if (items instanceof UpstreamStatus) {
-    if (items.upstream.statusCode === 410) {
-      await readAll(items.upstream.body);
-      watchError(ctx.res, expired(rv, view.highestSeen));
-    } else await relay(ctx.res, items.upstream);
+    if (items.statusCode === 410) watchError(ctx.res, expired(rv, view.highestSeen));
+    else sendJsonText(ctx.res, items.statusCode, items.body, upstreamHeaders(items.headers));
     return false;
   }
   view.seed(items, rvNumber(rv));
   return true;
 }
 
+/** A seed read answered with an error; kept whole, since several watches may share it. */
 class UpstreamStatus extends Error {
-  constructor(readonly upstream: UpstreamResponse) {
-    super(`upstream answered ${upstream.statusCode}`);
+  constructor(
+    readonly statusCode: number,
+    readonly body: string,
+    readonly headers: UpstreamResponse['headers'],
+  ) {
+    super(`upstream answered ${statusCode}`);
   }
 }
 
+/** Seed reads in flight, by list identity and revision: watches opened together share one. */
+const seeding = new Map<string, Promise<KubeObject[] | UpstreamStatus>>();
+
 /**
  * The upstream state at exactly revision rv, with the watch's selectors, typed as watch events are.
- * Watches opened together from one list's resourceVersion (the agents of a node starting) take
- * turns and share one read.
+ * Watches opened together from one list's resourceVersion (the agents of a node starting) share one
+ * read; reads of other revisions take turns in the seed slots, never in the lists' ones.
  */
 async function listAt(ctx: InterceptContext, deps: ViewDeps, rv: number, signal: AbortSignal): Promise<KubeObject[] | UpstreamStatus> {
   const url = new URL(ctx.req.url ?? '/', 'http://x');
   const identity = listIdentity(url);
-  return withDecodeSlot(async () => {
-    const recent = deps.registry.recentList(identity, rv);
-    if (recent) return recent;
-    const list = new URLSearchParams();
-    for (const key of ['labelSelector', 'fieldSelector']) {
-      const value = url.searchParams.get(key);
-      if (value) list.set(key, value);
-    }
-    list.set('resourceVersion', String(rv));
-    list.set('resourceVersionMatch', 'Exact');
-    const upstream = await getUpstream(ctx, `${url.pathname}?${list}`, signal);
-    if (upstream.statusCode !== 200) return new UpstreamStatus(upstream);
-    const body = JSON.parse(await readAll(upstream.body)) as { kind: string; apiVersion: string; items: KubeObject[] };
-    const kind = body.kind.replace(/List$/, '');
-    for (const item of body.items) {
-      // Freshly decoded, not shared yet: typed in place.
-      item.kind ??= kind;
-      item.apiVersion ??= body.apiVersion;
-    }
-    deps.registry.rememberList(identity, rv, body.items);
-    return body.items;
+  const recent = deps.registry.recentList(identity, rv);
+  if (recent) return recent;
+  const key = `${identity}@${rv}`;
+  let read = seeding.get(key);
+  if (!read) {
+    // The shared read belongs to no one watch: it is not aborted when the first asker leaves.
+    read = seedSlots.run(() => readListAt(ctx, deps, url, identity, rv)).finally(() => seeding.delete(key));
+    seeding.set(key, read);
+  }
+  return abortable(read, signal);
+}
+
+async function readListAt(ctx: InterceptContext, deps: ViewDeps, url: URL, identity: string, rv: number): Promise<KubeObject[] | UpstreamStatus> {
+  const list = new URLSearchParams();
+  for (const key of ['labelSelector', 'fieldSelector']) {
+    const value = url.searchParams.get(key);
+    if (value) list.set(key, value);
+  }
+  list.set('resourceVersion', String(rv));
+  list.set('resourceVersionMatch', 'Exact');
+  const upstream = await getUpstream(ctx, `${url.pathname}?${list}`, AbortSignal.timeout(UPSTREAM_BODY_DEADLINE_MS));
+  if (upstream.statusCode !== 200) return new UpstreamStatus(upstream.statusCode, await readAll(upstream.body), upstream.headers);
+  const body = JSON.parse(await readAll(upstream.body)) as { kind: string; apiVersion: string; items: KubeObject[] };
+  const kind = body.kind.replace(/List$/, '');
+  for (const item of body.items) {
+    // Freshly decoded, not shared yet: typed in place.
+    item.kind ??= kind;
+    item.apiVersion ??= body.apiVersion;
+  }
+  deps.registry.rememberList(identity, rv, body.items);
+  return body.items;
+}
+
+/** Resolves as the promise does, or rejects when the signal aborts first. */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
   });
 }
 
