@@ -52,7 +52,7 @@ export async function startViews(opts: ViewOptions): Promise<ViewService> {
   scope.onChange((resources, cause, focus) => registry.scopeChanged(resources, cause, { focus }));
   scope.start();
   // Components a filter targets now or did before: only their views ever differed from upstream,
-  // so only their answers need the scope-change marks of rule 5. Bounded by the ConfigMap's size.
+  // so only their answers need the scope-change marks of docs/design.md rule 5. Bounded by the ConfigMap's size.
   const everTargeted = new Set<string>();
   const noteTargeted = () => {
     for (const filter of builtinFilters) for (const c of targeting.componentsFor(filter.name)) everTargeted.add(c);

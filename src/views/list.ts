@@ -19,7 +19,7 @@ export interface ViewDeps {
 export interface ViewSubject {
   /** The filters that apply now. */
   chain(): readonly Filter[];
-  /** Whether the component was ever targeted: only then can its view differ from upstream (rule 5 marks). */
+  /** Whether the component was ever targeted: only then can its view differ from upstream (marks of docs/design.md rule 5). */
   marked(): boolean;
   /** Whether scope changes produce transitions (feature gate ViewTransitions). */
   transitions(): boolean;
@@ -33,7 +33,7 @@ interface KubeList {
 }
 
 /**
- * View contract (c): a targeted LIST must be past every scope change already applied, so the
+ * docs/design.md mechanism (c): a targeted LIST must be past every scope change already applied, so the
  * client's next WATCH from its resourceVersion needs no re-list. A stale or older read becomes a
  * consistent one (resourceVersion ""): the apiserver serves it from its watch cache after a
  * progress check, where a NotOlderThan of a revision its cache has not seen would wait.
@@ -53,7 +53,7 @@ const FRESH_RETRY_MS = 100;
 
 /**
  * Waits (bounded) until upstream has reached revision `at`, learning its current revision from a
- * one-item consistent list. Marks of rule 5 must be revisions that exist.
+ * one-item consistent list. Marks (docs/design.md rule 5, mechanism (d)) must be revisions that exist.
  */
 export async function awaitRevision(ctx: InterceptContext, deps: ViewDeps, at: number, signal: AbortSignal): Promise<void> {
   const url = new URL(ctx.req.url ?? '/', 'http://x');
@@ -114,7 +114,7 @@ export async function serveList(ctx: InterceptContext, subject: ViewSubject, dep
     const rv = rvNumber(body.metadata?.resourceVersion);
     deps.revisions.observe(rv);
     chain = subject.chain();
-    // Objects are marked with the last scope change's revision (rule 5): it must be one the
+    // Objects are marked with the last scope change's revision (docs/design.md mechanism (d)): it must be one the
     // answer already covers, so a change that came in meanwhile means reading again.
     changedAt = subject.marked() ? deps.registry.changedAt(info.resource) : 0;
     if (info.verb !== 'list' || changedAt <= rv || attempt === 3) {

@@ -8,7 +8,7 @@ export function withResourceVersion(obj: KubeObject, rv: string): KubeObject {
 }
 
 /**
- * View contract rule 5: content that a scope change may have altered is served with a
+ * docs/design.md rule 5 (mechanism (d)): content that a scope change may have altered is served with a
  * resourceVersion no older than that change, so an informer never takes it for a resync.
  */
 export function notOlderThan(obj: KubeObject, changedAt: number): KubeObject {

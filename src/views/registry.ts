@@ -19,7 +19,7 @@ interface ScopeChange {
   generation: number;
   /**
    * The first revision after the change: W + 1 when it was applied. Everything a client saw before
-   * the change is older; every list served after it waits until upstream reaches it (contract (c)),
+   * the change is older; every list served after it waits until upstream reaches it (docs/design.md mechanism (c)),
    * so a resourceVersion tells on its own which scope a client's view was built with.
    */
   at: number;

@@ -101,7 +101,7 @@ export class SharedObjects {
     return next;
   }
 
-  /** `obj` marked no older than the scope change at `changedAt` (contract rule 5), shared between views. */
+  /** `obj` marked no older than the scope change at `changedAt` (docs/design.md rule 5), shared between views. */
   notOlderThan(obj: KubeObject, changedAt: number): KubeObject {
     return changedAt > rvNumber(obj.metadata.resourceVersion) ? this.atRevision(obj, String(changedAt)) : obj;
   }

@@ -1,6 +1,6 @@
 // A filtered WATCH: one view per client connection. It keeps, for every object the upstream stream
 // told it about, the latest upstream version and what the client holds, so that it can send exactly
-// the transitions of the view contract — for upstream events and for scope changes alike.
+// the transitions of the view contract (docs/design.md) — for upstream events and for scope changes alike.
 import type { ServerResponse } from 'node:http';
 import type { KubeObject } from '../../filters/types.js';
 import type { InterceptContext } from '../types.js';
@@ -37,7 +37,7 @@ interface Entry {
 export class WatchView implements ReevaluatingView {
   readonly resource: string;
   private readonly entries = new Map<string, Entry>();
-  /** The last resourceVersion this view delivered: synthesized events carry it (contract rule 4). */
+  /** The last resourceVersion this view delivered: synthesized events carry it (docs/design.md rule 4). */
   private hwm = 0;
   /** Until the initial-events-end bookmark of a streaming list, the client is still building its list. */
   private initial: boolean;
@@ -119,7 +119,7 @@ export class WatchView implements ReevaluatingView {
     return this.abort.signal;
   }
 
-  /** The scope-change mark for served objects (rule 5); untargeted components always saw upstream content. */
+  /** The scope-change mark for served objects (docs/design.md mechanism (d)); untargeted components always saw upstream content. */
   private changedAt(): number {
     // Capped at W: the change's own revision may not exist upstream yet.
     return this.subject.marked() ? Math.min(this.deps.registry.changedAt(this.resource), this.deps.revisions.high) : 0;
@@ -186,7 +186,7 @@ export class WatchView implements ReevaluatingView {
       if (next.held === obj && type === event.type && !this.opts.metadataOnly) this.write(line);
       else this.send(type, next.held);
     } else if (entry?.held && this.subject.transitions()) {
-      // Contract rule 3: the last version the client saw, at the change's resourceVersion.
+      // docs/design.md rule 3: the last version the client saw, at the change's resourceVersion.
       this.send('DELETED', this.store.atRevision(entry.held, rv!));
     }
     this.entries.set(key, next);
@@ -263,7 +263,7 @@ export class WatchView implements ReevaluatingView {
           entry.exact = true;
           count('MODIFIED');
         } else {
-          // Contract rule 5: the client may already hold this resourceVersion, so a MODIFIED could
+          // docs/design.md rule 5, mechanism (a): the client may already hold this resourceVersion, so a MODIFIED could
           // look like a resync to its informer; DELETED + ADDED always reaches the handlers.
           entry.held = this.store.atRevision(out, at);
           entry.exact = true;
@@ -359,8 +359,8 @@ export async function serveWatch(ctx: InterceptContext, subject: ViewSubject, de
   res.once('close', () => view.close());
 
   if (streaming && subject.marked()) {
-    // A streaming list from before the last scope change restarts from a consistent read (contract
-    // (c)), and its objects get the change's revision as their mark once that revision exists.
+    // A streaming list from before the last scope change restarts from a consistent read
+    // (docs/design.md mechanism (c)), and its objects get the change's revision as their mark once that revision exists.
     const changedAt = deps.registry.changedAt(info.resource);
     if (changedAt > rvNumber(rv)) query.delete('resourceVersion');
     if (changedAt > deps.revisions.high) await awaitRevision(ctx, deps, changedAt, view.signal);
@@ -368,7 +368,7 @@ export async function serveWatch(ctx: InterceptContext, subject: ViewSubject, de
 
   if (resumeAt && view.isRaw) view.resumeRaw(resumeAt);
   else if (resumeAt) {
-    // Contract (b): a client that resumes from before a scope change holds a view of the old scope.
+    // docs/design.md mechanism (b): a client that resumes from before a scope change holds a view of the old scope.
     if (subject.marked() && subject.transitions() && !deps.registry.canResume(info.resource, resumeAt)) return watchError(res, expired(rv, deps.revisions.high));
     const generation = deps.registry.generation(info.resource);
     const seeded = await seedAt(ctx, deps, rv, view);

@@ -1,4 +1,4 @@
-// The randomized view-contract model (test/support/model.ts) on the REAL control plane: random
+// The randomized view-contract model (test/support/model.ts, rules 1-5 of docs/design.md) on the REAL control plane: random
 // Service / EndpointSlice writes, NodePool membership and Node label moves, yurt-hub-cfg changes,
 // client disconnects and cuts of poolview's upstream connections, with client-go style reflectors
 // reading through poolview's HTTPS port, checked against the reference model at every quiet point.

@@ -216,10 +216,10 @@ describe('a component added to yurt-hub-cfg while its watches are open', () => {
       );
       timings['ConfigMap targets cilium-agent → raw watch events'] = Date.now() - t;
       const deleted = svcWatch.events.find((e) => e.type === 'DELETED')!;
-      // Rule 3: the DELETED carries the version the client saw (here: from its list).
+      // docs/design.md rule 3: the DELETED carries the version the client saw (here: from its list).
       expect(contentOf(deleted.object)).toBe(contentOf(heldOther as Obj));
       expect(svcWatch.events.filter((e) => e.type !== 'BOOKMARK').map((e) => `${e.type} ${e.object.metadata.name}`)).toEqual(['DELETED np-other']);
-      // Rule 5: the emptied slice reaches the informer as a change: a MODIFIED under a
+      // docs/design.md rule 5: the emptied slice reaches the informer as a change: a MODIFIED under a
       // resourceVersion the client does not hold, or DELETED + ADDED (when the view's mark is the
       // resourceVersion the client holds, as here when the slice was the last write before the list).
       const sliceChange = sliceWatch.events.filter((e) => e.type !== 'BOOKMARK');

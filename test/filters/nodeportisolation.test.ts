@@ -3,10 +3,9 @@
 //
 // Skipped spec cases (they belong to the view engine, not to the filter):
 //   - W-01, W-02, W-03, W-D1, W-D2 (watch_events): watch event types (DELETED synthesis, BOOKMARK/ERROR
-//     pass-through) are the view engine's; poolview also differs on purpose there (DESIGN.md
-//     "Compatibility": "The transitions of the view contract (yurt-hub sends DELETED even for objects a
-//     client never had ...)"). W-01/W-02 also need discardcloudservice, not a filter of this module.
-//   - seed_scenario: an event sequence for the view engine (DESIGN.md "The view contract", rules 2-3).
+//     pass-through) are the view engine's; poolview also differs on purpose there (docs/design.md
+//     §6, "Transitions": yurt-hub sends a DELETED also for objects the client never had). W-01/W-02 also need discardcloudservice, not a filter of this module.
+//   - seed_scenario: an event sequence for the view engine (docs/design.md, view contract rules 2-3).
 //     Its filter-level fact (listen `pool1` drops the Service for a pool2 node, keeps it for pool1 and
 //     for an orphan node) is checked below.
 //

@@ -2,16 +2,16 @@
 // `servicetopology_list`, plus unit tests of the contract (identity, no mutation, shapes).
 //
 // Skipped spec cases (they belong to the view engine, not to the filter):
-//   - STW-D1 (servicetopology_watch): the watch event TYPE is the view engine's (DESIGN.md "The view
-//     contract", rule 2). Only its filter-level half is checked here: the slice comes back emptied,
+//   - STW-D1 (servicetopology_watch): the watch event TYPE is the view engine's (docs/design.md, view
+//     contract rule 2). Only its filter-level half is checked here: the slice comes back emptied,
 //     never null.
 //
 // Cases where poolview differs from yurt-hub HEAD on purpose:
 //   - ST-25, ST-26, ST-28, ST-29, ST-31 (core/v1 Endpoints): yurt-hub >= v1.7 passes Endpoints through;
-//     DESIGN.md "Compatibility": "core/v1 Endpoints are filtered too (ingress controllers and older
-//     coredns read them)". The spec's expectations (from v1.6.1) are exactly our behaviour.
-//   - Emptied slices carry `endpoints: []` (yurt-hub: Go nil → JSON null); DESIGN.md "Compatibility":
-//     "An EndpointSlice is never dropped for topology, only emptied".
+//     docs/design.md §6 (compatibility): "core/v1 Endpoints are filtered by servicetopology
+//     (ingress controllers and older coredns read them)". The spec's expectations (from v1.6.1) are exactly our behaviour.
+//   - Emptied slices carry `endpoints: []` (yurt-hub: Go nil → JSON null); docs/design.md §6:
+//     "EndpointSlices are never dropped for topology, only emptied".
 
 import { describe, expect, it } from 'vitest';
 import { serviceTopologyFilter as filter } from '../../filters/servicetopology.js';

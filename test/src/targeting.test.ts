@@ -10,14 +10,14 @@
 // Targeting only sees the filters it is given; nothing to reproduce here.
 //
 // Cases where poolview differs on purpose (our behaviour asserted, see OURS below):
-//   - CFG-03 (kube-proxy GET services): targeted. DESIGN.md "Compatibility": "A GET of an object outside
-//     the client's view answers 404 NotFound, as if it were not there (yurt-hub returns it unfiltered)".
+//   - CFG-03 (kube-proxy GET services): targeted. docs/design.md §6 (compatibility): "GET outside the view
+//     answers 404 NotFound as the apiserver words it (yurt-hub returns the object unfiltered)".
 //   - CFG-11 (`Foo` matches `foo`), CFG-12 (`filter_<name>` key read), CFG-13 (`foo/v2` cut at '/'),
-//     CFG-19 (old `comp/resource#verbs` value → its component, with a warning): DESIGN.md "Compatibility":
-//     "ConfigMap keys `<filter>` and `filter_<filter>` are both read; entries are matched
+//     CFG-19 (old `comp/resource#verbs` value → its component, with a warning): docs/design.md §6
+//     (compatibility): "ConfigMap: both `<filter>` and `filter_<filter>` keys; entries matched
 //     case-insensitively and cut at `/`".
 //   - CFG-05 (kubelet PATCH pods → serviceenvupdater): poolview targets only get/list/watch (the view
-//     engine serves LIST/GET/WATCH, DESIGN.md "Data flow"); a patch response is never filtered.
+//     engine serves LIST/GET/WATCH, docs/design.md §5 step 1); a patch response is never filtered.
 //   - CFG-04 (kubelet GET configmaps → inclusterconfig) and CFG-01/02/06 hold as in yurt-hub.
 
 import { describe, expect, it } from 'vitest';

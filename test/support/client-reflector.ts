@@ -1,4 +1,4 @@
-// A client-go style reflector for tests, checking the view contract on everything it receives:
+// A client-go style reflector for tests, checking the view contract (docs/design.md rules 2-5) on everything it receives:
 // LIST (or a streaming list), WATCH from the list's resourceVersion, re-WATCH from the last one
 // seen, re-LIST on 410 Expired. Violations are collected, not thrown, so a model test can report
 // them with its seed.

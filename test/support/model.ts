@@ -1,4 +1,4 @@
-// The randomized model test of the view contract: random writes, scope changes, ConfigMap
+// The randomized model test of the view contract (docs/design.md): random writes, scope changes, ConfigMap
 // changes, client disconnects, upstream watch drops and compactions, with client-go style
 // reflectors reading through poolview, checked against a reference model at every quiet point.
 import { applyChain, type KubeObject, type Scope } from '../../filters/types.js';

@@ -1,4 +1,4 @@
-// The view contract, checked by the randomized model on the in-process fake apiserver.
+// The view contract (docs/design.md, rules 1-5), checked by the randomized model on the in-process fake apiserver.
 // Replay a failure with MODEL_SEED=<seed> (and MODEL_STEPS=<n>).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeApiserver, type FakeApiserver } from '../fake/apiserver.js';

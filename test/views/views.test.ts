@@ -86,7 +86,7 @@ describe('filtered views', () => {
     const viaKubectl = await get(proxy.url, path, 'kubectl/v1.35.4');
     const direct = await get(fake.url, path, 'kubectl/v1.35.4');
     // A kept item is upstream's item, field for field and in order (no kind/apiVersion added), but
-    // for a resourceVersion the scope's revision may have raised (contract rule 5).
+    // for a resourceVersion the scope's revision may have raised (docs/design.md rule 5, mechanism (d)).
     const upstreamItem = direct.json().items.find((s: any) => s.metadata.name === 'both');
     const served = viaKubeProxy.json().items[0];
     expect(upstreamItem.kind).toBeUndefined();
