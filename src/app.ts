@@ -174,7 +174,7 @@ export async function startPoolview(
       ],
     });
     cleanups.push(() => closeServer(health));
-    await listen(health, options.bindAddress, options.healthPort);
+    await listen(health, options.healthBindAddress, options.healthPort);
 
     const running: RunningPoolview = {
       url: urlOf('http', proxies[0]!),

@@ -19,6 +19,8 @@ export interface PoolviewOptions {
   /** Where the issued certificate and its key are kept across restarts. */
   certDir: string;
   healthPort: number;
+  /** Where the health port listens; it may differ from the proxy's (a scraper sees /metrics only). */
+  healthBindAddress: string;
   logLevel: string;
   /** What to do with a client request that carries no Authorization header. */
   anonymousRequests: AnonymousRequests;
@@ -65,6 +67,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { flag: 'rotate-server-certificates', env: 'POOLVIEW_ROTATE_SERVER_CERTIFICATES', key: 'rotateServerCertificates', type: 'bool', help: 'request the serving certificate with a CertificateSigningRequest (signer kubernetes.io/kubelet-serving) and renew it, as the kubelet does, instead of --tls-cert-file (default false)' },
   { flag: 'cert-dir', env: 'POOLVIEW_CERT_DIR', key: 'certDir', type: 'string', help: `where --rotate-server-certificates keeps the issued certificate and key (default ${DEFAULTS.certDir})` },
   { flag: 'health-port', env: 'POOLVIEW_HEALTH_PORT', key: 'healthPort', type: 'port', help: `port of /healthz /livez /readyz /metrics (default ${DEFAULTS.healthPort})` },
+  { flag: 'health-bind-address', env: 'POOLVIEW_HEALTH_BIND_ADDRESS', key: 'healthBindAddress', type: 'string', help: 'address the health port listens on (default: --bind-address)' },
   { flag: 'log-level', env: 'POOLVIEW_LOG_LEVEL', key: 'logLevel', type: 'string', help: `${LOG_LEVELS.join('|')} (default ${DEFAULTS.logLevel})` },
   { flag: 'anonymous-requests', env: 'POOLVIEW_ANONYMOUS_REQUESTS', key: 'anonymousRequests', type: 'string', help: 'requests without credentials: forward (as they are) | reject (401) | proxy-identity (with poolview\'s credentials; loopback bind only) (default forward)' },
   { flag: 'configmap-name', env: 'POOLVIEW_CONFIGMAP_NAME', key: 'configMapName', type: 'string', help: `ConfigMap that adds components to filters (default ${DEFAULTS.configMapName})` },
@@ -128,6 +131,7 @@ export function resolveOptions(input: Partial<PoolviewOptions>): PoolviewOptions
     rotateServerCertificates: input.rotateServerCertificates ?? false,
     certDir: input.certDir || DEFAULTS.certDir,
     healthPort: input.healthPort ?? DEFAULTS.healthPort,
+    healthBindAddress: input.healthBindAddress || input.bindAddress || DEFAULTS.bindAddress,
     logLevel: input.logLevel || DEFAULTS.logLevel,
     anonymousRequests: input.anonymousRequests ?? DEFAULTS.anonymousRequests,
     configMapName: input.configMapName || DEFAULTS.configMapName,

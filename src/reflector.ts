@@ -7,6 +7,7 @@ import type { KubeObject } from '../filters/types.js';
 import type { Upstream } from './types.js';
 import type { Revisions } from './revisions.js';
 import { jsonLines } from './json-lines.js';
+import { decodedBody, readAll, UPSTREAM_BODY_IDLE_MS, UPSTREAM_HEADERS_TIMEOUT_MS } from './upstream-body.js';
 
 export type ReflectorEvent = 'added' | 'modified' | 'deleted';
 export type ReflectorHandler = (type: ReflectorEvent, obj: KubeObject, old: KubeObject | undefined) => void;
@@ -91,10 +92,14 @@ export class Reflector {
   }
 
   private async get(query: Record<string, string>) {
+    const watch = query.watch === 'true';
     return request(this.url(query), {
       dispatcher: this.opts.upstream.ownDispatcher,
-      headers: { accept: 'application/json', 'user-agent': 'poolview', ...this.opts.upstream.ownHeaders() },
+      headers: { accept: 'application/json', 'accept-encoding': watch ? 'identity' : 'gzip', 'user-agent': 'poolview', ...this.opts.upstream.ownHeaders() },
       signal: this.abort.signal,
+      // A LIST that hangs fails and is retried with backoff; a quiet watch is bounded by TCP keepalive.
+      headersTimeout: UPSTREAM_HEADERS_TIMEOUT_MS,
+      bodyTimeout: watch ? 0 : UPSTREAM_BODY_IDLE_MS,
     });
   }
 
@@ -105,7 +110,7 @@ export class Reflector {
     let rv = '';
     for (let next = ''; ; ) {
       const res = await this.get({ limit: String(LIST_PAGE_SIZE), ...(next ? { continue: next } : {}) });
-      const text = await res.body.text();
+      const text = await readAll(decodedBody(res.headers, res.body));
       if (res.statusCode === 404) throw new NotServedError(`${this.opts.path} is not served`);
       if (res.statusCode === 410 && next) {
         // The continue token expired (a compaction meanwhile): start over.

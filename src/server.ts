@@ -120,6 +120,15 @@ export function upstreamPath(upstream: Upstream, url: string): string {
 /** Failures to connect: the request never reached the apiserver. */
 const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
 
+/** Above kube-apiserver's --request-timeout (60 s), so its own timeout answer still gets through. */
+const PASS_THROUGH_HEADERS_TIMEOUT_MS = 90_000;
+/** Subresources the apiserver serves as long-running requests. */
+const LONG_RUNNING_SUBRESOURCES = new Set(['log', 'proxy', 'exec', 'attach', 'portforward']);
+
+function isLongRunning(info: RequestInfo): boolean {
+  return info.verb === 'watch' || info.verb === 'proxy' || LONG_RUNNING_SUBRESOURCES.has(info.subresource);
+}
+
 export interface ForwardOptions {
   /** Called with the byte count of each body chunk sent to the client. */
   onDownstreamBytes?(bytes: number): void;
@@ -195,7 +204,9 @@ export function forwardRequest(ctx: InterceptContext, options: ForwardOptions = 
           method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
           headers: forwardHeaders(req, forwardVia),
           body: hasBody ? req : null,
-          headersTimeout: 0,
+          // The apiserver ends a short request within its own 60 s; long-running ones (watch,
+          // logs, proxy) may wait for their first byte as long as they like.
+          headersTimeout: isLongRunning(info) ? 0 : PASS_THROUGH_HEADERS_TIMEOUT_MS,
           bodyTimeout: 0,
         },
         {

@@ -48,14 +48,26 @@ export function hasTunnelTarget(upstream: Upstream): upstream is Upstream & Pick
 /** How often own credentials are re-read (exec plugins and projected token files rotate). */
 const CREDENTIAL_REFRESH_MS = 30_000;
 
+/** A connection to the apiserver that is not up within this long fails (and is retried). */
+export const UPSTREAM_CONNECT_TIMEOUT_MS = 10_000;
+/**
+ * TCP keepalive on every upstream connection: the first probe after 15 s of silence, then libuv's
+ * 10 probes 1 s apart, so a watch whose connection died silently (an edge link gone, a NAT entry
+ * dropped) fails within about 25 s instead of the kernel's default of more than two hours.
+ */
+export const UPSTREAM_KEEPALIVE_IDLE_MS = 15_000;
+
 function createAgent(url: URL, tls: TlsMaterial, withClientCert: boolean): Agent {
   return new Agent({
-    // Watches and exec sessions live for minutes or hours: no timeouts on headers or bodies.
+    // Watches and exec sessions live for minutes or hours: each request sets its own bounds.
     headersTimeout: 0,
     bodyTimeout: 0,
     keepAliveTimeout: 30_000,
-    connect:
-      url.protocol === 'https:'
+    connect: {
+      timeout: UPSTREAM_CONNECT_TIMEOUT_MS,
+      keepAlive: true,
+      keepAliveInitialDelay: UPSTREAM_KEEPALIVE_IDLE_MS,
+      ...(url.protocol === 'https:'
         ? {
             ca: tls.ca,
             cert: withClientCert ? tls.cert : undefined,
@@ -63,7 +75,8 @@ function createAgent(url: URL, tls: TlsMaterial, withClientCert: boolean): Agent
             servername: tls.servername,
             rejectUnauthorized: tls.rejectUnauthorized,
           }
-        : undefined,
+        : {}),
+    },
   });
 }
 

@@ -1,21 +1,13 @@
 // Small HTTP helpers for the requests the view engine answers itself.
 import { request, type Dispatcher } from 'undici';
-import { createGunzip } from 'node:zlib';
 import type { Readable } from 'node:stream';
 import type { ServerResponse } from 'node:http';
 import type { InterceptContext, RequestInfo } from '../types.js';
 import { forwardHeaders, responseHeaders } from '../server.js';
 import { resolveRequestInfo } from '../request-info.js';
 import { Slots } from '../slots.js';
-
-/** Upstream must answer with headers within this long (watches too: the apiserver sends theirs at once). */
-export const UPSTREAM_HEADERS_TIMEOUT_MS = 30_000;
-/** A LIST or seed body that sends nothing for this long is cut (watches have no such bound). */
-export const UPSTREAM_BODY_IDLE_MS = 30_000;
-/** The longest a LIST or seed body may take to arrive whole. */
-export const UPSTREAM_BODY_DEADLINE_MS = 120_000;
-/** The largest LIST body decoded (256 MiB, about 60,000 EndpointSlices of 6 endpoints as JSON). */
-export const MAX_LIST_BYTES = 256 * 1024 * 1024;
+import { decodedBody, UPSTREAM_BODY_IDLE_MS, UPSTREAM_HEADERS_TIMEOUT_MS } from '../upstream-body.js';
+export { readAll, UPSTREAM_BODY_DEADLINE_MS } from '../upstream-body.js';
 
 /**
  * Filtered LISTs and watch seeds are read and decoded whole; a burst (every agent of a node
@@ -49,36 +41,7 @@ export async function getUpstream(ctx: InterceptContext, pathAndQuery: string, s
     headersTimeout: UPSTREAM_HEADERS_TIMEOUT_MS,
     bodyTimeout: watch ? 0 : UPSTREAM_BODY_IDLE_MS,
   });
-  const gzip = String(res.headers['content-encoding'] ?? '').includes('gzip');
-  const body = gzip ? (res.body.pipe(createGunzip()) as Readable) : (res.body as Readable);
-  // A broken gzip stream must fail the read, not the process.
-  if (gzip) res.body.once('error', (err) => body.destroy(err));
-  return { statusCode: res.statusCode, headers: res.headers, body };
-}
-
-/** A body over its limit, or one that took too long: the request fails with a clear error. */
-export class BodyLimitError extends Error {
-  override name = 'BodyLimitError';
-}
-
-/** A whole (non-watch) body, decompressed, bounded in size and time. */
-export async function readAll(body: Readable, maxBytes = MAX_LIST_BYTES): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  const deadline = setTimeout(() => body.destroy(new BodyLimitError(`upstream body took longer than ${UPSTREAM_BODY_DEADLINE_MS / 1000}s`)), UPSTREAM_BODY_DEADLINE_MS);
-  try {
-    for await (const chunk of body) {
-      size += (chunk as Buffer).length;
-      if (size > maxBytes) {
-        body.destroy();
-        throw new BodyLimitError(`upstream body exceeds ${maxBytes} bytes`);
-      }
-      chunks.push(chunk as Buffer);
-    }
-  } finally {
-    clearTimeout(deadline);
-  }
-  return Buffer.concat(chunks).toString('utf8');
+  return { statusCode: res.statusCode, headers: res.headers, body: decodedBody(res.headers, res.body) };
 }
 
 /** Passes an upstream error (or any non-JSON answer) to the client as it came. */

@@ -63,18 +63,23 @@ export async function startViews(opts: ViewOptions): Promise<ViewService> {
   const filterable = new Set(builtinFilters.flatMap((f) => f.resources));
   const transitions = () => scope.gate('ViewTransitions');
 
-  // Views opened before the sources synced decided with defaults only: the synced scope is a change
-  // for them. Without any, it needs no mark (and lists need not wait for a newer revision).
-  let servedBeforeSync = false;
-  void scope.waitSynced().then(() => registry.scopeChanged(filterable, 'synced', { mark: servedBeforeSync }));
+  // Requests served before the sources synced were decided with the default targeting only. The
+  // synced scope is a change (with a new revision, rule 5) only for a component served then that the
+  // synced ConfigMap targets; for anyone else it changes nothing they were shown. It is applied
+  // before any waiting targeted request goes on, so no client lists before it and resumes after it.
+  const servedBeforeSync = new Set<string>();
+  const syncApplied = scope.waitSynced().then(() => {
+    const targetedNow = [...servedBeforeSync].some((c) => builtinFilters.some((f) => targeting.componentsFor(f.name).includes(c)));
+    registry.scopeChanged(filterable, 'synced', { mark: targetedNow });
+    servedBeforeSync.clear();
+  });
 
   async function synced(): Promise<boolean> {
-    const deadline = Date.now() + (opts.readyWaitMs ?? 10_000);
-    while (!scope.synced) {
-      if (Date.now() > deadline) return false;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    return true;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), opts.readyWaitMs ?? 10_000)));
+    const ok = await Promise.race([syncApplied.then(() => true), deadline]);
+    clearTimeout(timer);
+    return ok;
   }
 
   const intercept = async (ctx: InterceptContext): Promise<boolean> => {
@@ -92,7 +97,7 @@ export async function startViews(opts: ViewOptions): Promise<ViewService> {
       sendJson(ctx.res, 503, status(503, 'ServiceUnavailable', 'poolview: scope sources are not synced yet'), { 'retry-after': '1' });
       return true;
     }
-    if (!scope.synced) servedBeforeSync = true;
+    if (!scope.synced && servedBeforeSync.size < 1000) servedBeforeSync.add(component);
     try {
       if (info.verb === 'watch') await serveWatch(ctx, subject, deps);
       else await serveList(ctx, subject, deps);

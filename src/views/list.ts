@@ -40,11 +40,21 @@ interface KubeList {
  */
 export function consistentListQuery(query: URLSearchParams, notOlderThan: number): void {
   const rv = query.get('resourceVersion');
-  if (query.has('continue') || query.get('resourceVersionMatch') === 'Exact' || notOlderThan === 0) return;
+  if (!wellFormedVersionQuery(query) || query.has('continue') || query.get('resourceVersionMatch') === 'Exact' || notOlderThan === 0) return;
   if (rv === '0' || (rv && rvNumber(rv) < notOlderThan)) {
     query.delete('resourceVersion');
     query.delete('resourceVersionMatch');
   }
+}
+
+/**
+ * Whether resourceVersion and resourceVersionMatch are values poolview may reason about. Anything
+ * else goes upstream exactly as the client sent it, so the client gets the apiserver's own error.
+ */
+export function wellFormedVersionQuery(query: URLSearchParams): boolean {
+  const rv = query.get('resourceVersion') ?? '';
+  const match = query.get('resourceVersionMatch') ?? '';
+  return (rv === '' || (/^\d+$/.test(rv) && Number.isSafeInteger(Number(rv)))) && ['', 'NotOlderThan', 'Exact'].includes(match);
 }
 
 /** A change's revision exists once upstream wrote past W; a quiet cluster takes a moment. */

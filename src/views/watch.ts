@@ -9,7 +9,7 @@ import { objectKey } from '../reflector.js';
 import { rvNumber } from '../revisions.js';
 import { drained, expired, getUpstream, negotiate, readAll, relay, seedSlots, sendJson, sendJsonText, status, upstreamHeaders, UPSTREAM_BODY_DEADLINE_MS, type UpstreamResponse } from './http.js';
 import { sameContent, toMetadata } from './objects.js';
-import { awaitRevision, listIdentity, type ViewDeps, type ViewSubject } from './list.js';
+import { awaitRevision, listIdentity, wellFormedVersionQuery, type ViewDeps, type ViewSubject } from './list.js';
 import type { ReevaluatingView } from './registry.js';
 import type { Affected, SharedObjects } from './store.js';
 
@@ -354,11 +354,13 @@ export async function serveWatch(ctx: InterceptContext, subject: ViewSubject, de
   const query = url.searchParams;
   const streaming = query.get('sendInitialEvents') === 'true';
   const rv = query.get('resourceVersion') ?? '';
-  const resumeAt = !streaming && rv !== '' && rv !== '0' ? rvNumber(rv) : 0;
+  // A malformed query goes upstream untouched: the client gets the apiserver's own error.
+  const wellFormed = wellFormedVersionQuery(query);
+  const resumeAt = wellFormed && !streaming && rv !== '' && rv !== '0' ? rvNumber(rv) : 0;
   const view = new WatchView(ctx, subject, deps, { metadataOnly, streaming });
   res.once('close', () => view.close());
 
-  if (streaming && subject.marked()) {
+  if (wellFormed && streaming && subject.marked()) {
     // A streaming list from before the last scope change restarts from a consistent read
     // (docs/design.md mechanism (c)), and its objects get the change's revision as their mark once that revision exists.
     const changedAt = deps.registry.changedAt(info.resource);
