@@ -10,11 +10,13 @@ import { decodedBody, UPSTREAM_BODY_IDLE_MS, UPSTREAM_HEADERS_TIMEOUT_MS } from 
 export { readAll, UPSTREAM_BODY_DEADLINE_MS } from '../upstream-body.js';
 
 /**
- * Filtered LISTs and watch seeds are read and decoded whole; a burst (every agent of a node
- * restarting) takes turns per purpose, so one kind of request never queues behind the other.
+ * Filtered LISTs and watch seeds are read whole from upstream, each bounded in size and time. Each
+ * purpose has its own pool, wide enough that a few stalled upstream bodies leave room for everyone
+ * else, narrow enough to bound the bodies held at once; a request that finds its pool full for 20 s
+ * gets 503 + Retry-After. Decoding needs no slot: it runs to completion without yielding.
  */
-export const listSlots = new Slots('filtered lists', 4, 20_000);
-export const seedSlots = new Slots('watch seeds', 4, 20_000);
+export const listSlots = new Slots('filtered lists', 32, 20_000);
+export const seedSlots = new Slots('watch seeds', 32, 20_000);
 
 /** The client's headers for a request of ours upstream: its own credentials, never poolview's. JSON; gzip for lists. */
 function requestHeaders(ctx: InterceptContext, watch: boolean): string[] {

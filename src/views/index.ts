@@ -49,7 +49,9 @@ export async function startViews(opts: ViewOptions): Promise<ViewService> {
   const targeting = new Targeting(builtinFilters);
   const scope = new ScopeSources({ ...opts, targeting, revisions });
   const registry = new ViewRegistry(revisions, opts.registry, opts.log);
-  scope.onChange((resources, cause, focus) => registry.scopeChanged(resources, cause, { focus }));
+  // Until the sources have synced no targeted request was served: what they learn meanwhile is the
+  // initial state, not a change anyone saw (the synced scope is applied once, below).
+  scope.onChange((resources, cause, focus) => registry.scopeChanged(resources, cause, { focus, mark: scope.synced }));
   scope.start();
   // Components a filter targets now or did before: only their views ever differed from upstream,
   // so only their answers need the scope-change marks of docs/design.md rule 5. Bounded by the ConfigMap's size.
