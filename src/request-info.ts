@@ -25,9 +25,12 @@ function decode(segment: string): string {
   }
 }
 
-/** strconv.ParseBool, which the apiserver uses for ?watch=. */
-function parseBool(value: string | null): boolean {
-  return value !== null && ['1', 't', 'T', 'true', 'TRUE', 'True'].includes(value);
+/**
+ * `?watch=` as the apiserver converts query parameters to bool (Convert_Slice_string_To_bool):
+ * absent, `0` or `false` (any case) is false; any other value, even empty, is a watch.
+ */
+function isWatchParam(value: string | null): boolean {
+  return value !== null && value !== '0' && value.toLowerCase() !== 'false';
 }
 
 /** The name a `fieldSelector=metadata.name=x` pins a collection request to, as the apiserver reads it for authorization. */
@@ -99,7 +102,7 @@ export function resolveRequestInfo(method: string, url: string): RequestInfo {
   if (parts.length >= 3 && info.verb !== 'proxy') info.subresource = parts[2];
 
   if (info.name === '' && info.verb === 'get') info.verb = 'list';
-  if (info.verb === 'list' && parseBool(query.get('watch'))) info.verb = 'watch';
+  if (info.verb === 'list' && isWatchParam(query.get('watch'))) info.verb = 'watch';
   if (info.name === '' && info.verb === 'delete') info.verb = 'deletecollection';
   if (info.verb === 'list' || info.verb === 'watch' || info.verb === 'deletecollection') {
     info.name = nameFromFieldSelector(query.get('fieldSelector')) || info.name;
