@@ -10,7 +10,7 @@ import { forwardHeaders, responseHeaders } from '../server.js';
 function upstreamHeaders(ctx: InterceptContext): string[] {
   return forwardHeaders(ctx.req, {
     ...ctx.forwardVia,
-    headers: { ...ctx.forwardVia.headers, accept: 'application/json', 'accept-encoding': 'identity' },
+    headers: { ...ctx.forwardVia.headers, accept: 'application/json', 'accept-encoding': ctx.info.verb === 'watch' ? 'identity' : 'gzip' },
   });
 }
 

@@ -347,6 +347,7 @@ describe('fake apiserver: list', () => {
     const res = await request(fake!.url + '/apis/discovery.k8s.io/v1/endpointslices', { headers: { 'accept-encoding': 'gzip' } });
     expect(res.headers['content-encoding']).toBe('gzip');
     expect(JSON.parse(gunzipSync(Buffer.from(await res.body.arrayBuffer())).toString()).items).toHaveLength(1);
+    expect(fake!.gzipped.map((r) => r.url)).toEqual(['/apis/discovery.k8s.io/v1/endpointslices']);
   });
 
   it('large lists are fast', async () => {
