@@ -72,6 +72,8 @@ export interface FakeApiserver {
   compact(rv?: number): void;
   /** Abruptly end every open watch connection (upstream went away). */
   dropWatches(): void;
+  /** Ends the open watches of a resource (of one namespace when given) with an ERROR 410 Expired event, as the apiserver ends a watch that fell behind compaction; returns how many. */
+  expireWatches(resource: string, namespace?: string): number;
   /** Watch connections currently open. */
   openWatches(): number;
   /** Every request received, in order. */
@@ -288,6 +290,11 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
     compact: (rv) => store.compact(rv),
     dropWatches: () => {
       for (const w of [...rest.watches]) w.destroy();
+    },
+    expireWatches: (resource, namespace) => {
+      const ended = [...rest.watches].filter((w) => w.route.def.name === resource && (namespace === undefined || w.route.namespace === namespace));
+      for (const w of ended) w.errorAndEnd(S.expired(`too old resource version: ${store.compactedRv} (${store.rv})`));
+      return ended.length;
     },
     openWatches: () => rest.watches.size,
     close: async () => {

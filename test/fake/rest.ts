@@ -118,7 +118,7 @@ export class Watch {
   constructor(
     private readonly rest: Rest,
     readonly res: ServerResponse,
-    private readonly route: Route,
+    readonly route: Route,
     private readonly mode: OutputMode,
     private readonly pred: Predicate | undefined,
     private readonly bookmarks: boolean,
