@@ -490,6 +490,22 @@ describe('fake apiserver: watch', () => {
     expect(fake!.openWatches()).toBe(0);
   });
 
+  it('expireWatches ends the watches of one resource and namespace with a 410 ERROR event', async () => {
+    await start();
+    const here = await watch('/api/v1/namespaces/a/services?watch=true');
+    const elsewhere = await watch('/api/v1/namespaces/b/services?watch=true');
+    const leases = await watch('/apis/coordination.k8s.io/v1/leases?watch=true');
+    expect(fake!.expireWatches('services', 'a')).toBe(1);
+    await here.waitEnd();
+    expect(here.error).toBeUndefined();
+    expect(here.events).toMatchObject([{ type: 'ERROR', object: { kind: 'Status', code: 410, reason: 'Expired' } }]);
+    expect(fake!.openWatches()).toBe(2);
+    expect(fake!.expireWatches('services')).toBe(1);
+    await elsewhere.waitEnd();
+    expect(leases.ended).toBe(false);
+    leases.close();
+  });
+
   it('watch with a too-large rv gets a 504 ERROR event; Table watch', async () => {
     await start();
     const w = await watch('/api/v1/services?watch=true&resourceVersion=50');
