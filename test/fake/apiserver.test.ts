@@ -4,6 +4,7 @@ import { gunzipSync } from 'node:zlib';
 import { request } from 'undici';
 import { startFakeApiserver, type FakeApiserver, type FakeApiserverOptions } from './apiserver.js';
 import { parseLabelSelector, labelPredicate } from './selectors.js';
+import { waitFor } from '../src/proxy-harness.js';
 
 let fake: FakeApiserver | undefined;
 afterEach(async () => {
@@ -534,13 +535,13 @@ describe('fake apiserver: upgrade', () => {
       'POST /api/v1/namespaces/default/pods/p/exec?command=sh HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n' +
         'X-Stream-Protocol-Version: v4.channel.k8s.io\r\nContent-Length: 0\r\n\r\n',
     );
-    await new Promise((r) => setTimeout(r, 50));
+    await waitFor(() => data.includes('\r\n\r\n'), 5_000, 'the response head');
     expect(data).toMatch(/^HTTP\/1\.1 101 Switching Protocols\r\n/);
     expect(data).toContain('Upgrade: SPDY/3.1');
     expect(data).toContain('X-Stream-Protocol-Version: v4.channel.k8s.io');
     data = '';
     sock.write('hello\x00\xff', 'latin1');
-    await new Promise((r) => setTimeout(r, 50));
+    await waitFor(() => data.length >= 7, 5_000, 'the echo');
     expect(data).toBe('hello\x00\xff');
     sock.destroy();
     expect(fake!.requests.at(-1)!.url).toContain('/exec?command=sh');

@@ -97,7 +97,8 @@ describe('startCertificateManager', () => {
     const again = start(dir);
     await again.serving.ready();
     expect(again.serving.current!.x509.serialNumber).toBe(pair.x509.serialNumber);
-    await new Promise((r) => setTimeout(r, 200));
+    // Settled on the kept certificate: the next request is its renewal.
+    await waitFor(() => again.lines().some((l) => l.msg === 'serving certificate renewal scheduled'), 5_000, 'the renewal to be scheduled');
     expect(api.csrs.size).toBe(count);
   });
 
