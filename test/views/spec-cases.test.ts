@@ -12,7 +12,7 @@ import { startPoolview, type RunningPoolview } from '../../src/app.js';
 import { upstreamFromUrl } from '../../src/upstream.js';
 import { JsonValueQueue } from '../support/json-stream.js';
 import { waitFor } from '../src/proxy-harness.js';
-import { loadSpec, nodePortService, type SpecCase } from '../filters/spec-scope.js';
+import { endpointSlice, loadSpec, NAMESPACE, nodePortService, sliceIps, topologyService, without, type SpecCase } from '../filters/spec-scope.js';
 
 const KUBE_PROXY = 'kube-proxy/v1.35.4 (linux/amd64) kubernetes/test';
 const LISTEN = 'nodeport.openyurt.io/listen';
@@ -32,17 +32,19 @@ interface Client {
   close(): void;
 }
 
-async function list(pv: RunningPoolview, namespace: string): Promise<{ resourceVersion: string; items: KubeObject[] }> {
-  const res = await request(`${pv.url}/api/v1/namespaces/${namespace}/services`, { headers: { 'user-agent': KUBE_PROXY, accept: 'application/json' } });
+const services = (namespace: string) => `/api/v1/namespaces/${namespace}/services`;
+
+async function list(pv: RunningPoolview, collection: string): Promise<{ resourceVersion: string; items: KubeObject[] }> {
+  const res = await request(pv.url + collection, { headers: { 'user-agent': KUBE_PROXY, accept: 'application/json' } });
   expect(res.statusCode).toBe(200);
   const body = (await res.body.json()) as { metadata: { resourceVersion: string }; items: KubeObject[] };
   return { resourceVersion: body.metadata.resourceVersion, items: body.items };
 }
 
-async function listAndWatch(pv: RunningPoolview, namespace: string): Promise<Client> {
-  const listed = await list(pv, namespace);
+async function listAndWatch(pv: RunningPoolview, collection: string): Promise<Client> {
+  const listed = await list(pv, collection);
   const abort = new AbortController();
-  const path = `/api/v1/namespaces/${namespace}/services?watch=true&allowWatchBookmarks=true&resourceVersion=${listed.resourceVersion}`;
+  const path = `${collection}?watch=true&allowWatchBookmarks=true&resourceVersion=${listed.resourceVersion}`;
   const res = await request(pv.url + path, { headers: { 'user-agent': KUBE_PROXY }, signal: abort.signal });
   expect(res.statusCode).toBe(200);
   res.body.on('error', () => {}); // aborted at close
@@ -82,8 +84,8 @@ describe('openyurt-cases through the view engine', () => {
     await fake?.close();
   });
 
-  async function client(p: RunningPoolview, namespace: string): Promise<Client> {
-    const c = await listAndWatch(p, namespace);
+  async function client(p: RunningPoolview, namespace: string, collection = services(namespace)): Promise<Client> {
+    const c = await listAndWatch(p, collection);
     clients.push(c);
     return c;
   }
@@ -119,7 +121,7 @@ describe('openyurt-cases through the view engine', () => {
         await waitFor(() => [c1, c2, c3].every((c) => c.about(name).length === i + 1), WAIT_MS, `step ${i + 1} on every client`);
         if (i === 1) {
           // list_after_shrink: a LIST from pool2 while the Service listens on pool1 only.
-          expect((await list(pv.pool2, namespace)).items).toEqual(scenario.list_after_shrink.node_in_pool2.items);
+          expect((await list(pv.pool2, services(namespace))).items).toEqual(scenario.list_after_shrink.node_in_pool2.items);
         }
       }
       await fence(namespace, c1, c2, c3);
@@ -145,6 +147,55 @@ describe('openyurt-cases through the view engine', () => {
       expect(got[2]!.object).toEqual(written[2]);
       expect(got[3]!.object).toEqual(written[3]);
     });
+  });
+
+  describe('servicetopology_watch', () => {
+    const spec = loadSpec();
+    const slices = `/apis/discovery.k8s.io/v1/namespaces/${NAMESPACE}/endpointslices`;
+
+    beforeAll(() => {
+      const a = spec.fixtures.A as { nodeLabels: Record<string, string>; nodePools: Record<string, string[]> };
+      for (const [name, pool] of Object.entries(a.nodeLabels)) {
+        fake.create('nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name, labels: { 'apps.openyurt.io/nodepool': pool } } });
+      }
+      for (const [name, nodes] of Object.entries(a.nodePools)) {
+        fake.create('nodepools', { apiVersion: 'apps.openyurt.io/v1beta2', kind: 'NodePool', metadata: { name }, status: { nodes } });
+      }
+    });
+
+    for (const c of spec.servicetopology_watch as SpecCase[]) {
+      it(`${c.id}: ${c.note}`, async () => {
+        expect(c.cluster.fixture).toBe('A');
+        const p = await startPoolview(
+          { nodeName: spec.meta.current_node, nodePoolName: c.config.poolNameFlag || undefined, port: 0, healthPort: 0, logLevel: 'warn' },
+          { upstream: upstreamFromUrl(fake.url) },
+        );
+        try {
+          fake.create('services', topologyService(c.cluster.serviceAnnotation));
+          // poolview has the Service's topology once a slice with endpoints elsewhere only comes back emptied.
+          fake.create('endpointslices', endpointSlice({ endpoints: [{ ip: '10.244.9.9', node: 'node2' }] }, { name: 'probe' }));
+          const probe = async () => (await list(p, slices)).items.find((i) => i.metadata.name === 'probe');
+          await waitFor(async () => (await probe())?.endpoints.length === 0, WAIT_MS, 'the topology applied');
+          // The client holds the slice (an endpoint on this node); then the case's event comes upstream.
+          const watcher = await client(p, NAMESPACE, slices);
+          const held = fake.create('endpointslices', endpointSlice({ endpoints: [{ ip: '10.244.1.2', node: 'node1' }] }));
+          expect(c.input_event.type).toBe('MODIFIED');
+          const modified = fake.update('endpointslices', endpointSlice(c.input_event.object));
+          const name = held.metadata.name;
+          await waitFor(() => watcher.about(name).length === 2, WAIT_MS, 'two events');
+          fake.create('endpointslices', endpointSlice({ endpoints: [] }, { name: 'fence' }));
+          await watcher.events.next((e) => e.object.metadata?.name === 'fence', WAIT_MS);
+
+          const got = watcher.about(name);
+          expect(got.map((e) => e.type)).toEqual(['ADDED', c.expect_event.type]);
+          expect(got[0]!.object).toEqual(held);
+          expect(sliceIps(got[1]!.object)).toEqual(c.expect_event.endpoints);
+          expect(without(got[1]!.object, 'endpoints')).toEqual(without(modified, 'endpoints'));
+        } finally {
+          await p.close();
+        }
+      });
+    }
   });
 
   describe('watch_events', () => {
