@@ -160,6 +160,24 @@ describe('filtered views', () => {
     expect(changes[1].object.metadata.annotations['nodeport.openyurt.io/listen']).toBe('pool1');
   });
 
+  it('?watch=yes is a watch, as for the apiserver, and LISTs answer while it is open', async () => {
+    const rv = String(fake.rv());
+    let listed: number | string | undefined;
+    const events = await watch(
+      proxy.url,
+      `/api/v1/namespaces/${NS}/services?watch=yes&resourceVersion=${rv}`,
+      KUBE_PROXY,
+      async () => {
+        const list = get(proxy.url, `/api/v1/namespaces/${NS}/services`, KUBE_PROXY).then((r) => r.status);
+        listed = await Promise.race([list, new Promise<string>((r) => setTimeout(() => r('no answer within 10 s'), 10_000))]);
+        fake.create('services', nodePortService('watch-yes', 'pool1'));
+      },
+      (evs) => evs.some((e) => e.object.metadata.name === 'watch-yes'),
+    );
+    expect(listed).toBe(200);
+    expect(events.filter((e) => e.type !== 'BOOKMARK').map((e) => [e.type, e.object.metadata.name])).toEqual([['ADDED', 'watch-yes']]);
+  });
+
   it('WATCH: a ConfigMap entry targeting an open watch shrinks its view, and removing it grows it back', async () => {
     const rv = String(fake.rv());
     const cm = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'yurt-hub-cfg', namespace: 'kube-system' }, data: { nodeportisolation: 'Cilium-Agent/v1.18' } };
