@@ -11,6 +11,7 @@ import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeF
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { isDeepStrictEqual } from 'node:util';
 import { AuthenticationV1Api, CoreV1Api, KubeConfig, Observable, type ConfigurationOptions, type V1Service } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
@@ -20,7 +21,7 @@ import { createLogger } from '../../src/log.js';
 import type { Cluster, KubeObject } from '../support/cluster.js';
 import { createNodeNetns, describeWithKubeProxy, startKubeProxy, type KubeProxy, type NodeNetns, type ProxyRules } from '../support/kube-proxy.js';
 import { startTestPoolview, type TestPoolview } from '../support/poolview.js';
-import { poll, runOk, sleep } from '../support/processes.js';
+import { poll, runOk } from '../support/processes.js';
 import { sharedCluster, uniqueName } from '../support/shared-cluster.js';
 
 const CONFIG = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'config');
@@ -449,13 +450,12 @@ describeWithKubeProxy()('poolview view agrees with a real kube-proxy through poo
     // Unfiltered ClusterIP with endpoints in both pools.
     await cluster.createService(ns, 'plain', { ports });
     await slice('plain', [onA('10.244.6.9'), onB('10.244.6.10')]);
-    // Auto-listen: endpoints only in pool B (slice first, so its pools are known when the Service comes).
+    // Auto-listen: endpoints only in pool B. (poolview starts after all this: it lists slices and
+    // Services together, so no order between them matters.)
     await slice('auto-b', [onB('10.244.6.11')]);
-    await sleep(300);
     await cluster.createService(ns, 'auto-b', { type: 'NodePort', ports, annotations: { [AUTO_LISTEN]: 'true' } });
     // Auto-listen with a ready endpoint here: listens.
     await slice('auto-a', [onA('10.244.6.12'), onB('10.244.6.13')]);
-    await sleep(300);
     await cluster.createService(ns, 'auto-a', { type: 'NodePort', ports, annotations: { [AUTO_LISTEN]: 'true' } });
 
     pv = await startTestPoolview(cluster, { nodeName: nodeA, bindAddress: netns.hostIP, featureGates: { NodePortAutoListen: true } });
@@ -466,18 +466,16 @@ describeWithKubeProxy()('poolview view agrees with a real kube-proxy through poo
 
   it('same Services, same endpoints (for this node, component kube-proxy)', async () => {
     const key = (name: string) => `${ns}/${name}:http`;
-    // Wait for the state designed above, then give kube-proxy a moment to settle.
-    await kubeProxy.waitFor(
-      (r) =>
-        r.services.get(key('np-here'))?.endpoints.length === 1 &&
-        r.services.get(key('topo-pool'))?.endpoints.length === 2 &&
-        r.services.get(key('plain'))?.endpoints.length === 2 &&
-        r.services.get(key('topo-host'))?.noEndpoints === true &&
-        r.services.get(key('auto-a'))?.endpoints.length === 2,
-      30_000,
-      'kube-proxy programs the designed view',
-    );
-    await sleep(2_000);
+    // The state designed above: these Services with these endpoints, and no other (the left-out
+    // ones absent), as kube-proxy programs it.
+    const designed = {
+      'auto-a': ['10.244.6.12', '10.244.6.13'],
+      'np-here': ['10.244.6.3'],
+      plain: ['10.244.6.10', '10.244.6.9'],
+      'topo-host': [],
+      'topo-pool': ['10.244.6.4', '10.244.6.7'],
+    };
+    await kubeProxy.waitFor((r) => isDeepStrictEqual(rulesOf(r, ns), designed), 30_000, 'kube-proxy programs the designed view');
     const rules = await kubeProxy.rules();
 
     const out = await poolviewView([
@@ -495,13 +493,7 @@ describeWithKubeProxy()('poolview view agrees with a real kube-proxy through poo
     const fromRules = rulesOf(rules, ns);
     expect(fromView).toEqual(fromRules);
     // And both are the designed view.
-    expect(fromRules).toEqual({
-      'auto-a': ['10.244.6.12', '10.244.6.13'],
-      'np-here': ['10.244.6.3'],
-      plain: ['10.244.6.10', '10.244.6.9'],
-      'topo-host': [],
-      'topo-pool': ['10.244.6.4', '10.244.6.7'],
-    });
+    expect(fromRules).toEqual(designed);
     // The Services left out say why, naming the pool.
     const hidden = report.services.filter((s) => s.namespace === ns && !s.visible);
     expect(hidden.map((s) => s.name).sort()).toEqual(['auto-b', 'np-other-pool']);

@@ -2,7 +2,8 @@
 // its watches are open sees its view shrink through DELETED events and grow back through ADDED
 // events (raw watch streams, @kubernetes/client-node informers and the contract-checking test
 // reflector, all as cilium-agent); an untargeted client (kubectl) sees exactly the apiserver; a
-// targeted GET of an object outside the view answers 404 NotFound.
+// targeted GET of an object outside the view answers 404 NotFound; a LIST the apiserver gzips (poolview
+// asks for gzip) is decoded and filtered.
 import { readFileSync } from 'node:fs';
 import { CoreV1Api, DiscoveryV1Api, KubeConfig, makeInformer, type KubernetesObject, type V1EndpointSlice, type V1Service } from '@kubernetes/client-node';
 import { Agent, getGlobalDispatcher, request, setGlobalDispatcher, type Dispatcher } from 'undici';
@@ -309,5 +310,33 @@ describe('untargeted and targeted reads through poolview', () => {
     expect(sliceNodes(slice.body as never)).toEqual([n1, n2].sort());
     const sliceViaKubectl = await cluster.kubectlJson<V1EndpointSlice>(['get', 'endpointslice', 'topo-1', '-n', ns, '-o', 'json'], { server: pv.httpsUrl });
     expect(sliceNodes(sliceViaKubectl as never)).toEqual([n1, n2, n3].sort());
+  });
+});
+
+describe('a LIST the apiserver answers gzipped', () => {
+  it('is decoded and filtered: kube-proxy gets pool A\'s endpoints of every slice', async () => {
+    // Over kube-apiserver's 128 KiB compression threshold: two slices of 900 endpoints over n1, n2, n3.
+    const nodes = [n1, n2, n3];
+    await cluster.createService(ns, 'big', { ports: [{ name: 'http', port: 80, targetPort: 8080 }], annotations: { 'openyurt.io/topologyKeys': 'openyurt.io/nodepool' } });
+    for (const s of [1, 2]) {
+      const endpoints = Array.from({ length: 900 }, (_, i) => ({ ip: `10.245.${s * 4 + Math.floor(i / 250)}.${i % 250}`, nodeName: nodes[i % 3]! }));
+      await cluster.createEndpointSlice(ns, `big-${s}`, { service: 'big', ports: [{ name: 'http', port: 8080 }], endpoints });
+    }
+    const path = `/apis/discovery.k8s.io/v1/namespaces/${ns}/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Dbig`;
+    // The apiserver gzips this LIST for a client that accepts gzip, as poolview does.
+    const direct = await request(new URL(path, cluster.server), {
+      headers: { authorization: `Bearer ${cluster.tokens.admin}`, accept: 'application/json', 'accept-encoding': 'gzip' },
+      dispatcher: agent,
+    });
+    await direct.body.arrayBuffer();
+    expect(direct.headers['content-encoding']).toBe('gzip');
+
+    const through = await getThrough<KubeList<V1EndpointSlice>>(path, KUBE_PROXY);
+    expect(through.status).toBe(200);
+    expect(names(through.body.items)).toEqual(['big-1', 'big-2']);
+    for (const slice of through.body.items) {
+      expect(slice.endpoints).toHaveLength(600);
+      expect(new Set(sliceNodes(slice as never))).toEqual(new Set([n1, n2]));
+    }
   });
 });

@@ -4,6 +4,7 @@ import { gunzipSync } from 'node:zlib';
 import { request } from 'undici';
 import { startFakeApiserver, type FakeApiserver, type FakeApiserverOptions } from './apiserver.js';
 import { parseLabelSelector, labelPredicate } from './selectors.js';
+import { waitFor } from '../src/proxy-harness.js';
 
 let fake: FakeApiserver | undefined;
 afterEach(async () => {
@@ -347,6 +348,7 @@ describe('fake apiserver: list', () => {
     const res = await request(fake!.url + '/apis/discovery.k8s.io/v1/endpointslices', { headers: { 'accept-encoding': 'gzip' } });
     expect(res.headers['content-encoding']).toBe('gzip');
     expect(JSON.parse(gunzipSync(Buffer.from(await res.body.arrayBuffer())).toString()).items).toHaveLength(1);
+    expect(fake!.gzipped.map((r) => r.url)).toEqual(['/apis/discovery.k8s.io/v1/endpointslices']);
   });
 
   it('large lists are fast', async () => {
@@ -489,6 +491,22 @@ describe('fake apiserver: watch', () => {
     expect(fake!.openWatches()).toBe(0);
   });
 
+  it('expireWatches ends the watches of one resource and namespace with a 410 ERROR event', async () => {
+    await start();
+    const here = await watch('/api/v1/namespaces/a/services?watch=true');
+    const elsewhere = await watch('/api/v1/namespaces/b/services?watch=true');
+    const leases = await watch('/apis/coordination.k8s.io/v1/leases?watch=true');
+    expect(fake!.expireWatches('services', 'a')).toBe(1);
+    await here.waitEnd();
+    expect(here.error).toBeUndefined();
+    expect(here.events).toMatchObject([{ type: 'ERROR', object: { kind: 'Status', code: 410, reason: 'Expired' } }]);
+    expect(fake!.openWatches()).toBe(2);
+    expect(fake!.expireWatches('services')).toBe(1);
+    await elsewhere.waitEnd();
+    expect(leases.ended).toBe(false);
+    leases.close();
+  });
+
   it('watch with a too-large rv gets a 504 ERROR event; Table watch', async () => {
     await start();
     const w = await watch('/api/v1/services?watch=true&resourceVersion=50');
@@ -517,13 +535,13 @@ describe('fake apiserver: upgrade', () => {
       'POST /api/v1/namespaces/default/pods/p/exec?command=sh HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n' +
         'X-Stream-Protocol-Version: v4.channel.k8s.io\r\nContent-Length: 0\r\n\r\n',
     );
-    await new Promise((r) => setTimeout(r, 50));
+    await waitFor(() => data.includes('\r\n\r\n'), 5_000, 'the response head');
     expect(data).toMatch(/^HTTP\/1\.1 101 Switching Protocols\r\n/);
     expect(data).toContain('Upgrade: SPDY/3.1');
     expect(data).toContain('X-Stream-Protocol-Version: v4.channel.k8s.io');
     data = '';
     sock.write('hello\x00\xff', 'latin1');
-    await new Promise((r) => setTimeout(r, 50));
+    await waitFor(() => data.length >= 7, 5_000, 'the echo');
     expect(data).toBe('hello\x00\xff');
     sock.destroy();
     expect(fake!.requests.at(-1)!.url).toContain('/exec?command=sh');

@@ -72,10 +72,14 @@ export interface FakeApiserver {
   compact(rv?: number): void;
   /** Abruptly end every open watch connection (upstream went away). */
   dropWatches(): void;
+  /** Ends the open watches of a resource (of one namespace when given) with an ERROR 410 Expired event, as the apiserver ends a watch that fell behind compaction; returns how many. */
+  expireWatches(resource: string, namespace?: string): number;
   /** Watch connections currently open. */
   openWatches(): number;
   /** Every request received, in order. */
   requests: RecordedRequest[];
+  /** The requests answered with a gzipped body, in order. */
+  gzipped: RecordedRequest[];
   /** Also ends open watches. */
   close(): Promise<void>;
 }
@@ -140,7 +144,10 @@ function parseResourcePath(parts: string[]): Route | 'notfound' | undefined {
 
 export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promise<FakeApiserver> {
   const store = new Store(opts.historySize ?? 10_000);
+  const recorded = (req: IncomingMessage): RecordedRequest => ({ method: req.method ?? 'GET', url: req.url ?? '/', headers: { ...req.headers } });
+  const gzipped: RecordedRequest[] = [];
   const rest = new Rest(store, {
+    onGzipped: (req) => gzipped.push(recorded(req)),
     bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 60_000,
     gzipMinBytes: opts.gzipMinBytes,
     tooLargeWaitMs: opts.tooLargeWaitMs ?? 500,
@@ -202,7 +209,7 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
   };
 
   const server = createServer((req, res) => {
-    requests.push({ method: req.method ?? 'GET', url: req.url ?? '/', headers: { ...req.headers } });
+    requests.push(recorded(req));
     handle(req, res).catch((e: unknown) => {
       const st: Status = e instanceof StatusError ? e.status : S.internal(String((e as Error)?.message ?? e));
       if (!res.headersSent) rest.sendStatus(req, res, st);
@@ -212,7 +219,7 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
   server.keepAliveTimeout = 30_000;
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    requests.push({ method: req.method ?? 'GET', url: req.url ?? '/', headers: { ...req.headers } });
+    requests.push(recorded(req));
     socket.on('error', () => socket.destroy());
     const raw = (code: number, reason: string, body: string) => {
       socket.end(`HTTP/1.1 ${code} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
@@ -260,6 +267,7 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
   return {
     url: `http://127.0.0.1:${port}`,
     requests,
+    gzipped,
     rv: () => store.rv,
     create: (resource, obj) => pub(resource, store.create(resource, obj as Record<string, any>)),
     update: (resource, obj) => pub(resource, store.update(resource, obj as Record<string, any>)),
@@ -282,6 +290,11 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
     compact: (rv) => store.compact(rv),
     dropWatches: () => {
       for (const w of [...rest.watches]) w.destroy();
+    },
+    expireWatches: (resource, namespace) => {
+      const ended = [...rest.watches].filter((w) => w.route.def.name === resource && (namespace === undefined || w.route.namespace === namespace));
+      for (const w of ended) w.errorAndEnd(S.expired(`too old resource version: ${store.compactedRv} (${store.rv})`));
+      return ended.length;
     },
     openWatches: () => rest.watches.size,
     close: async () => {

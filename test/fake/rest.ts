@@ -21,6 +21,8 @@ export interface Route {
 export interface RestOptions {
   bookmarkIntervalMs: number;
   gzipMinBytes?: number;
+  /** Called for each answer sent gzipped. */
+  onGzipped?: (req: IncomingMessage) => void;
   tooLargeWaitMs: number;
 }
 
@@ -116,7 +118,7 @@ export class Watch {
   constructor(
     private readonly rest: Rest,
     readonly res: ServerResponse,
-    private readonly route: Route,
+    readonly route: Route,
     private readonly mode: OutputMode,
     private readonly pred: Predicate | undefined,
     private readonly bookmarks: boolean,
@@ -216,6 +218,7 @@ export class Rest {
       payload = gzipSync(body, { level: 1 });
       headers['Content-Encoding'] = 'gzip';
       headers['Vary'] = 'Accept-Encoding';
+      this.opts.onGzipped?.(req);
     }
     headers['Content-Length'] = Buffer.byteLength(payload);
     res.writeHead(code, headers);

@@ -1,13 +1,13 @@
 // nodeportisolation: every case of test/fixtures/openyurt-cases.yaml sections `nodeportisolation`
 // and `nodeportisolation_list`, plus the auto-listen rules and the filter contract.
 //
-// Skipped spec cases (they belong to the view engine, not to the filter):
+// Spec cases of the view engine, run through poolview in test/views/spec-cases.test.ts:
 //   - W-01, W-02, W-03, W-D1, W-D2 (watch_events): watch event types (DELETED synthesis, BOOKMARK/ERROR
 //     pass-through) are the view engine's; poolview also differs on purpose there (docs/design.md
 //     §6, "Transitions": yurt-hub sends a DELETED also for objects the client never had). W-01/W-02 also need discardcloudservice, not a filter of this module.
 //   - seed_scenario: an event sequence for the view engine (docs/design.md, view contract rules 2-3).
 //     Its filter-level fact (listen `pool1` drops the Service for a pool2 node, keeps it for pool1 and
-//     for an orphan node) is checked below.
+//     for an orphan node) is checked below too.
 //
 // The nodeportisolation_list cases carry no config; the node's pool is taken to be `foo`, the only
 // pool consistent with their outcomes (yurt-hub's list test runs with pool foo).

@@ -1,10 +1,10 @@
 // servicetopology: every case of test/fixtures/openyurt-cases.yaml sections `servicetopology` and
 // `servicetopology_list`, plus unit tests of the contract (identity, no mutation, shapes).
 //
-// Skipped spec cases (they belong to the view engine, not to the filter):
+// Spec cases of the view engine:
 //   - STW-D1 (servicetopology_watch): the watch event TYPE is the view engine's (docs/design.md, view
-//     contract rule 2). Only its filter-level half is checked here: the slice comes back emptied,
-//     never null.
+//     contract rule 2), checked through poolview in test/views/spec-cases.test.ts. Its filter-level
+//     half is checked here: the slice comes back emptied, never null.
 //
 // Cases where poolview differs from yurt-hub HEAD on purpose:
 //   - ST-25, ST-26, ST-28, ST-29, ST-31 (core/v1 Endpoints): yurt-hub >= v1.7 passes Endpoints through;

@@ -97,7 +97,8 @@ describe('startCertificateManager', () => {
     const again = start(dir);
     await again.serving.ready();
     expect(again.serving.current!.x509.serialNumber).toBe(pair.x509.serialNumber);
-    await new Promise((r) => setTimeout(r, 200));
+    // Settled on the kept certificate: the next request is its renewal.
+    await waitFor(() => again.lines().some((l) => l.msg === 'serving certificate renewal scheduled'), 5_000, 'the renewal to be scheduled');
     expect(api.csrs.size).toBe(count);
   });
 
@@ -190,12 +191,27 @@ describe('startPoolview --rotate-server-certificates', () => {
   });
 
   it('closes cleanly while still waiting for approval', async () => {
-    const { log } = memoryLogger();
+    const before = new Set(api.csrs.keys());
+    const { log, lines } = memoryLogger();
     const pv = await startPoolview(
       { nodeName: 'edge-1', port: 0, healthPort: 0, securePort: 0, rotateServerCertificates: true, certDir: certDir() },
       { upstream, logger: log, startViews: noViews },
     );
-    await new Promise((r) => setTimeout(r, 100));
+    // Waiting: the request exists and poolview watches it.
+    await waitFor(() => newCsrs(before).length === 1 && api.watching(newCsrs(before)[0]!) === 1, 5_000, 'a watched CSR');
+    const [name] = newCsrs(before);
+    const t0 = Date.now();
     await pv.close();
+    expect(Date.now() - t0).toBeLessThan(5_000); // a generous bound: closing does not wait for approval
+    // The watch on the request is gone, both ports are closed, nothing failed.
+    await waitFor(() => api.watching(name!) === 0, 5_000, 'the CSR watch to close');
+    await expect(fetch(`${pv.healthUrl}/healthz`)).rejects.toThrow();
+    await expect(fetch(`${pv.url}/healthz`)).rejects.toThrow();
+    expect(pv.secureUrl).toBeUndefined();
+    expect(lines().filter((l) => (l.level as number) >= 50)).toEqual([]);
+    // Approval after the close opens nothing and asks for nothing more.
+    api.approve(name!);
+    expect(newCsrs(before)).toEqual([name]);
+    expect(pv.secureUrl).toBeUndefined();
   });
 });

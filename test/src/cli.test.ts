@@ -1,13 +1,13 @@
 // The command line: help, one-line mistakes with exit code 2, environment twins, signals.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FLAGS } from '../../src/options.js';
-import { helpText, main, parseServeArgs, type CliIO } from '../../src/cli.js';
+import { DEFAULTS, FLAGS, type FlagSpec } from '../../src/options.js';
+import { main, parseServeArgs, type CliIO } from '../../src/cli.js';
 import { startFakeApiserver, type FakeApiserver } from '../fake/apiserver.js';
 import { waitFor } from './proxy-harness.js';
 
@@ -50,16 +50,61 @@ async function freePort(): Promise<number> {
   return port;
 }
 
+/** `--flag` → `$ENV` (or undefined) as a text lists them, one flag per line. */
+function flagsListedIn(help: string): Map<string, string | undefined> {
+  const lines = help.split('\n').map((l) => /^ {2}--([a-z-]+)\s+(?:\[\$([A-Z_]+)\] )?\S/.exec(l));
+  return new Map(lines.filter((m) => m !== null).map((m) => [m[1]!, m[2]]));
+}
+
+/** The README's flags table: `--flag` → its environment variable and documented default. */
+function readmeFlagsTable(): Map<string, { env?: string; default?: string }> {
+  const readme = readFileSync(join(root, 'README.md'), 'utf8');
+  const table = readme.slice(readme.indexOf('| flag | env | default |')).split('\n\n')[0]!;
+  const rows = new Map<string, { env?: string; default?: string }>();
+  for (const row of table.split('\n').slice(2)) {
+    const [flags, envs, defaults] = row.split('|').slice(1, 4).map((cell) => [...cell.matchAll(/`([^`]*)`/g)].map((m) => m[1]!));
+    flags!.forEach((flag, i) => rows.set(flag.replace(/^--/, ''), { env: envs![i], default: defaults![i] }));
+  }
+  return rows;
+}
+
+/** A value each kind of flag accepts, and what it becomes. */
+const SAMPLE: Record<FlagSpec['type'], [string, unknown]> = {
+  string: ['/some/value', '/some/value'],
+  port: ['1234', 1234],
+  bool: ['true', true],
+  gates: ['NodePortAutoListen=true', { NodePortAutoListen: true }],
+};
+
 describe('help', () => {
-  it.each([['--help'], ['-h'], ['serve', '--help'], ['help']])('%s prints every flag with its environment variable, exit 0', async (...argv) => {
+  it.each([['--help'], ['-h'], ['serve', '--help'], ['help']])('%s lists every flag on its own line with its environment variable, exit 0', async (...argv) => {
     const { code, stdout, stderr } = await run(argv);
     expect(code).toBe(0);
     expect(stderr).toBe('');
+    const listed = flagsListedIn(stdout);
+    expect([...listed.keys()].sort()).toEqual([...FLAGS.map((f) => f.flag), 'help'].sort());
+    for (const f of FLAGS) expect(listed.get(f.flag), `--${f.flag}`).toBe(f.env);
+  });
+
+  it('every flag --help lists sets its option, from the flag and from its environment variable', async () => {
+    const listed = flagsListedIn((await run(['--help'])).stdout);
     for (const f of FLAGS) {
-      expect(stdout).toContain(`--${f.flag}`);
-      if (f.env) expect(stdout).toContain(`$${f.env}`);
+      const [raw, value] = SAMPLE[f.type];
+      expect(listed.has(f.flag)).toBe(true);
+      expect(parseServeArgs([`--${f.flag}=${raw}`], {})[f.key], `--${f.flag}`).toEqual(value);
+      expect(parseServeArgs([], { [listed.get(f.flag)!]: raw })[f.key], `$${f.env}`).toEqual(value);
     }
-    expect(stdout).toBe(helpText());
+  });
+
+  it('the README flags table lists every flag with its environment variable and default', () => {
+    const table = readmeFlagsTable();
+    expect([...table.keys()].sort()).toEqual(FLAGS.map((f) => f.flag).sort());
+    for (const f of FLAGS) {
+      expect(table.get(f.flag)?.env, `--${f.flag}`).toBe(f.env);
+      if (f.key in DEFAULTS) expect(table.get(f.flag)?.default, `--${f.flag}`).toBe(String(DEFAULTS[f.key as keyof typeof DEFAULTS]));
+    }
+    // Every documented default is a flag's.
+    for (const key of Object.keys(DEFAULTS)) expect(FLAGS.map((f) => f.key)).toContain(key);
   });
 });
 

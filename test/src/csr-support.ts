@@ -94,6 +94,11 @@ export class FakeCsrApi {
   readonly csrs = new Map<string, FakeCsr>();
   private rv = 100;
   private readonly watchers = new Set<{ name: string; res: ServerResponse }>();
+
+  /** Watches open on one CertificateSigningRequest. */
+  watching(name: string): number {
+    return [...this.watchers].filter((w) => w.name === name).length;
+  }
   private server!: Server;
   url = '';
   nodeAddresses: Array<{ type: string; address: string }> = [{ type: 'InternalIP', address: '10.1.2.3' }, { type: 'Hostname', address: 'edge-1.example' }];

@@ -234,7 +234,11 @@ describe('graceful shutdown', () => {
   it('ends open watches cleanly, lets short requests finish, refuses new connections', async () => {
     const h = await startHarness({ deps: { startViews: noViews } });
     let slowDone: Promise<number> | undefined;
-    const slow = createServer((_req, res) => setTimeout(() => res.end('{}'), 500));
+    let podGets = 0;
+    const slow = createServer((req, res) => {
+      if (req.url?.endsWith('/pods/p')) podGets++;
+      setTimeout(() => res.end('{}'), 500);
+    });
     await new Promise<void>((r) => slow.listen(0, '127.0.0.1', r));
     try {
       const w = await openWatch(h.pv.url, `${NS}/configmaps?watch=true`);
@@ -244,7 +248,7 @@ describe('graceful shutdown', () => {
       const slowUpstream = upstreamFromUrl(`http://127.0.0.1:${(slow.address() as AddressInfo).port}`);
       const pv2 = await startPoolview({ nodeName: 'node1', port: 0, healthPort: 0 }, { upstream: slowUpstream, logger: quietLogger(), startViews: noViews });
       slowDone = call(pv2.url, '/api/v1/namespaces/default/pods/p').then((a) => a.status);
-      await new Promise((r) => setTimeout(r, 100));
+      await waitFor(() => podGets === 1, 5_000, 'the request to reach upstream');
 
       const started = Date.now();
       await Promise.all([h.pv.close(), pv2.close()]);

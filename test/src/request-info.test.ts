@@ -10,9 +10,17 @@ const rows: Row[] = [
   ['HEAD', '/api/v1/namespaces/default/pods/web-0', { verb: 'get', name: 'web-0' }],
   ['GET', '/api/v1/pods', { verb: 'list', namespace: '', resource: 'pods' }],
   ['GET', '/api/v1/services?watch=true&resourceVersion=10', { verb: 'watch', resource: 'services' }],
+  // The apiserver's query-to-bool conversion: only 0 and false (any case) are false; any other
+  // value, even empty, is a watch (a LIST that never ends would hold a filtered LIST's resources).
   ['GET', '/api/v1/services?watch=1', { verb: 'watch' }],
+  ['GET', '/api/v1/services?watch=yes', { verb: 'watch' }],
+  ['GET', '/api/v1/services?watch=', { verb: 'watch' }],
+  ['GET', '/api/v1/services?watch', { verb: 'watch' }],
+  ['GET', '/api/v1/services?watch=True', { verb: 'watch' }],
+  ['GET', '/api/v1/services?watch=0', { verb: 'list' }],
   ['GET', '/api/v1/services?watch=false', { verb: 'list' }],
-  ['GET', '/api/v1/services?watch=yes', { verb: 'list' }],
+  ['GET', '/api/v1/services?watch=FALSE', { verb: 'list' }],
+  ['GET', '/api/v1/services?watch=False&watch=true', { verb: 'list' }],
   ['GET', '/api/v1/watch/services', { verb: 'watch', resource: 'services', name: '' }],
   ['GET', '/api/v1/watch/namespaces/kube-system/endpoints', { verb: 'watch', namespace: 'kube-system', resource: 'endpoints' }],
   ['GET', '/api/v1/watch/namespaces/kube-system/endpoints/dns', { verb: 'watch', namespace: 'kube-system', resource: 'endpoints', name: 'dns' }],

@@ -2,10 +2,10 @@
 // gets, compared with what the apiserver holds.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { gzipSync } from 'node:zlib';
 import { startFakeApiserver, type FakeApiserver } from '../fake/apiserver.js';
 import { startPoolview, type RunningPoolview } from '../../src/app.js';
 import { upstreamFromUrl } from '../../src/upstream.js';
+import { waitFor } from '../src/proxy-harness.js';
 
 const KUBE_PROXY = 'kube-proxy/v1.35.4 (linux/amd64) kubernetes/test';
 const NS = 'views';
@@ -25,8 +25,8 @@ async function get(base: string, path: string, ua: string, headers: Record<strin
   return { status: res.statusCode, headers: res.headers, text, json: () => JSON.parse(text) };
 }
 
-/** Reads a watch until `until` says stop; returns the events. */
-async function watch(base: string, path: string, ua: string, act: () => void | Promise<void>, until: (events: any[]) => boolean) {
+/** Reads a watch until `until` says stop; returns the events. `act` sees the events as they come. */
+async function watch(base: string, path: string, ua: string, act: (events: any[]) => void | Promise<void>, until: (events: any[]) => boolean) {
   const abort = new AbortController();
   const res = await request(base + path, { headers: { 'user-agent': ua }, signal: abort.signal });
   expect(res.statusCode).toBe(200);
@@ -47,7 +47,7 @@ async function watch(base: string, path: string, ua: string, act: () => void | P
       /* aborted */
     }
   })();
-  await act();
+  await act(events);
   await Promise.race([done, new Promise((r) => setTimeout(r, 5000))]);
   abort.abort();
   return events;
@@ -146,10 +146,9 @@ describe('filtered views', () => {
       proxy.url,
       `/api/v1/namespaces/${NS}/services?watch=true&resourceVersion=${rv}`,
       KUBE_PROXY,
-      async () => {
-        await new Promise((r) => setTimeout(r, 100));
+      () => {
+        // The watch resumes from rv: both writes reach it, in order.
         fake.update('services', { ...before, metadata: { ...before.metadata, annotations: { 'nodeport.openyurt.io/listen': 'pool2' } } });
-        await new Promise((r) => setTimeout(r, 100));
         fake.update('services', { ...before, metadata: { ...before.metadata, annotations: { 'nodeport.openyurt.io/listen': 'pool1' } } });
       },
       (evs) => evs.filter((e) => e.type !== 'BOOKMARK').length >= 2,
@@ -161,6 +160,24 @@ describe('filtered views', () => {
     expect(changes[1].object.metadata.annotations['nodeport.openyurt.io/listen']).toBe('pool1');
   });
 
+  it('?watch=yes is a watch, as for the apiserver, and LISTs answer while it is open', async () => {
+    const rv = String(fake.rv());
+    let listed: number | string | undefined;
+    const events = await watch(
+      proxy.url,
+      `/api/v1/namespaces/${NS}/services?watch=yes&resourceVersion=${rv}`,
+      KUBE_PROXY,
+      async () => {
+        const list = get(proxy.url, `/api/v1/namespaces/${NS}/services`, KUBE_PROXY).then((r) => r.status);
+        listed = await Promise.race([list, new Promise<string>((r) => setTimeout(() => r('no answer within 10 s'), 10_000))]);
+        fake.create('services', nodePortService('watch-yes', 'pool1'));
+      },
+      (evs) => evs.some((e) => e.object.metadata.name === 'watch-yes'),
+    );
+    expect(listed).toBe(200);
+    expect(events.filter((e) => e.type !== 'BOOKMARK').map((e) => [e.type, e.object.metadata.name])).toEqual([['ADDED', 'watch-yes']]);
+  });
+
   it('WATCH: a ConfigMap entry targeting an open watch shrinks its view, and removing it grows it back', async () => {
     const rv = String(fake.rv());
     const cm = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'yurt-hub-cfg', namespace: 'kube-system' }, data: { nodeportisolation: 'Cilium-Agent/v1.18' } };
@@ -168,10 +185,10 @@ describe('filtered views', () => {
       proxy.url,
       `/api/v1/namespaces/${NS}/services?watch=true&resourceVersion=${rv}`,
       'cilium-agent/1.18.0',
-      async () => {
-        await new Promise((r) => setTimeout(r, 100));
+      async (events) => {
         fake.create('configmaps', cm);
-        await new Promise((r) => setTimeout(r, 300));
+        // Removed once the view has shrunk (two quick changes could be coalesced into none).
+        await waitFor(() => events.some((e) => e.type === 'DELETED' && e.object.metadata.name === 'other'), 5_000, 'the view to shrink');
         fake.delete('configmaps', 'kube-system', 'yurt-hub-cfg');
       },
       (evs) => evs.filter((e) => e.type === 'ADDED').length >= 31,
@@ -186,10 +203,8 @@ describe('filtered views', () => {
   it('WATCH of a component no filter targets: the upstream events as they are', async () => {
     const rv = String(fake.rv());
     const path = `/api/v1/namespaces/${NS}/services?watch=true&resourceVersion=${rv}`;
-    const act = async () => {
-      await new Promise((r) => setTimeout(r, 100));
-      fake.create('services', nodePortService('untargeted', 'pool2'));
-    };
+    // Both watches resume from rv: the write reaches them whenever they open.
+    const act = () => void fake.create('services', nodePortService('untargeted', 'pool2'));
     const gotIt = (evs: any[]) => evs.some((e) => e.object.metadata.name === 'untargeted');
     const [through, direct] = await Promise.all([watch(proxy.url, path, 'flannel/0.25', act, gotIt), watch(fake.url, path, 'flannel/0.25', () => {}, gotIt)]);
     const changes = (evs: any[]) => evs.filter((e) => e.type !== 'BOOKMARK');
@@ -203,14 +218,16 @@ describe('filtered views', () => {
       proxy.url,
       `/api/v1/namespaces/${NS}/services?watch=true`,
       'calico-node/v3.30',
-      async () => {
-        await new Promise((r) => setTimeout(r, 100));
+      async (events) => {
+        // Targeted after it has its initial ADDEDs (every Service of the namespace).
+        await waitFor(() => events.filter((e) => e.type === 'ADDED').length >= 32, 5_000, 'the initial ADDEDs');
         fake.create('configmaps', cm);
       },
       (evs) => evs.some((e) => e.type === 'ERROR'),
     );
     fake.delete('configmaps', 'kube-system', 'yurt-hub-cfg');
-    await new Promise((r) => setTimeout(r, 100)); // the change is applied before the next test's watch
+    // The change is applied before the next test's watch: calico-node is untargeted again.
+    await waitFor(async () => (await get(proxy.url, `/api/v1/namespaces/${NS}/services`, 'calico-node/v3.30')).text.includes('"other"'), 5_000, 'calico-node untargeted');
     // It got every Service as an initial ADDED first: it cannot be told which it holds at one revision.
     expect(events.filter((e) => e.type === 'ADDED').length).toBeGreaterThanOrEqual(32);
     expect(events.at(-1)).toMatchObject({ type: 'ERROR', object: { code: 410, reason: 'Expired' } });
@@ -229,10 +246,18 @@ describe('filtered views', () => {
   });
 
   it('gzip answers from upstream are decoded before filtering', async () => {
-    // The fake gzips large answers when asked; poolview asks for identity but must cope either way.
-    expect(gzipSync('x').length).toBeGreaterThan(0);
-    const res = await get(proxy.url, `/api/v1/services`, KUBE_PROXY, { 'accept-encoding': 'gzip' });
+    // poolview asks upstream for gzip on the LISTs it filters (the fake gzips answers over 1 KiB),
+    // whatever the client asked for, and gunzips them before it reads the items.
+    const gzippedLists = () => fake.gzipped.filter((r) => r.url.startsWith('/api/v1/services?') || r.url === '/api/v1/services').length;
+    const before = gzippedLists();
+    const res = await get(proxy.url, `/api/v1/services`, KUBE_PROXY);
+    expect(gzippedLists()).toBe(before + 1);
     expect(res.status).toBe(200);
-    expect(res.json().items.some((s: any) => s.metadata.name === 'other')).toBe(false);
+    expect(res.headers['content-encoding']).toBeUndefined();
+    // The view of pool1: the NodePort Services that listen there (none here lacks the annotation).
+    const upstream = (await get(fake.url, `/api/v1/services`, 'kubectl')).json().items;
+    const inPool1 = upstream.filter((s: any) => s.metadata.annotations['nodeport.openyurt.io/listen'].split(',').includes('pool1')).map((s: any) => s.metadata.name);
+    expect(inPool1).toContain('both');
+    expect(res.json().items.map((s: any) => s.metadata.name)).toEqual(inPool1);
   });
 });
