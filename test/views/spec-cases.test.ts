@@ -2,7 +2,7 @@
 // view engine: poolview on the fake apiserver, a kube-proxy client that LISTs and then WATCHes from the
 // list's resourceVersion, the case's upstream events in, the events the client gets out.
 //
-// Where poolview differs from yurt-hub on purpose (the yaml's header, DESIGN.md "Compatibility"), the
+// Where poolview differs from yurt-hub on purpose (the yaml's header, docs/design.md §6), the
 // test asserts poolview's behaviour and says so where it does: an object leaving the view is DELETED
 // only if the client holds it, carrying the last version the client saw; one entering is ADDED.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
