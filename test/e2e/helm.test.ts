@@ -63,7 +63,8 @@ const VALUE_SETS: Record<string, { release: string; namespace: string; values?: 
   plain: {
     release: 'edge',
     namespace: uniqueName('helm-edge'),
-    values: { servingCertificate: { mode: 'none' }, anonymousRequests: 'proxy-identity', nodeSelector: {}, targeting: { create: false } },
+    // (null, not {}: Helm merges maps with the defaults, null removes the key.)
+    values: { servingCertificate: { mode: 'none' }, anonymousRequests: 'proxy-identity', nodeSelector: null, targeting: { create: false } },
   },
 };
 
@@ -161,7 +162,8 @@ describe('helm chart config/helm/poolview', () => {
     expect(c.args).toEqual(k.args);
     expect(c.ports).toEqual(k.ports);
     expect([c.livenessProbe, c.readinessProbe]).toEqual([k.livenessProbe, k.readinessProbe]);
-    expect(chart.filter((o) => /Role$/.test(o.kind!)).map((o) => o.rules)).toEqual(kustomized.filter((o) => /Role$/.test(o.kind!)).map((o) => o.rules));
+    const rules = (objects: Obj[]) => Object.fromEntries(objects.filter((o) => /Role$/.test(o.kind!)).map((o) => [`${o.kind}/${o.metadata!.name}`, o.rules]));
+    expect(rules(chart)).toEqual(rules(kustomized));
     // The chart's one difference on purpose: edge nodes only, as OpenYurt labels them.
     expect(podOf(chart).nodeSelector).toEqual(EDGE_WORKER);
     expect(podOf(kustomized).nodeSelector).toBeUndefined();
