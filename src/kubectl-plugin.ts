@@ -1,6 +1,7 @@
 // `kubectl poolview ...`: the kubectl plugin (executable kubectl-poolview, see bin/). kubectl runs it
 // with the words after `poolview` and its own environment (KUBECONFIG), so kubectl's conventions
-// hold: --kubeconfig and --context after the subcommand, else $KUBECONFIG, else ~/.kube/config.
+// hold: --kubeconfig and --context after the subcommand, else $KUBECONFIG, else (as `poolview view`)
+// the in-cluster config, else ~/.kube/config.
 // Only the read-only commands are offered; serving stays `poolview serve` on the node.
 import { main, type CliIO } from './cli.js';
 
