@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Upstream } from './types.js';
 import type { ReadinessCheck } from './views/index.js';
-import type { ProxyMetrics } from './metrics.js';
+import { registerReadinessMetrics, type ProxyMetrics } from './metrics.js';
 
 export type { ReadinessCheck };
 
@@ -76,6 +76,7 @@ export function readyzResponse(checks: ReadinessCheck[], verbose: boolean): { co
 
 /** The health port's server: /healthz, /livez, /readyz[/<check>][?verbose], /metrics. */
 export function createHealthServer(opts: { registry: Registry; checks: () => ReadinessCheck[] }): Server {
+  registerReadinessMetrics(opts.registry, opts.checks);
   const plain = { 'content-type': 'text/plain; charset=utf-8', 'x-content-type-options': 'nosniff', 'cache-control': 'no-cache, private' };
   const send = (res: ServerResponse, code: number, text: string, headers: Record<string, string> = plain) => {
     res.writeHead(code, { ...headers, 'content-length': Buffer.byteLength(text) });

@@ -132,8 +132,11 @@ class Fields {
   }
 }
 
-/** A kubeconfig file's current context. Paths in it are relative to the file's directory. */
-export function kubeconfigFromFile(path: string): ApiserverConfig {
+/**
+ * A kubeconfig file's current context, or the context named by `context` (kubectl's --context).
+ * Paths in it are relative to the file's directory.
+ */
+export function kubeconfigFromFile(path: string, context?: string): ApiserverConfig {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -149,18 +152,20 @@ export function kubeconfigFromFile(path: string): ApiserverConfig {
     throw new KubeconfigError(`${where} is not valid: ${errorText(err)}`);
   }
   if (doc !== null && (typeof doc !== 'object' || Array.isArray(doc))) throw new KubeconfigError(`${where} is not valid: not a mapping`);
-  return fromDocument(new Fields(where, '', (doc ?? {}) as Obj), where, dirname(resolve(path)));
+  return fromDocument(new Fields(where, '', (doc ?? {}) as Obj), where, dirname(resolve(path)), context);
 }
 
-function fromDocument(doc: Fields, where: string, dir: string): ApiserverConfig {
+function fromDocument(doc: Fields, where: string, dir: string, contextOverride: string | undefined): ApiserverConfig {
   const refuse = (what: string) => new KubeconfigError(`${where}: ${what}`);
   const path = (p: string | undefined) => (p === undefined ? undefined : resolve(dir, p));
 
-  const contextName = doc.str('current-context') ?? '';
+  const contextName = contextOverride ?? doc.str('current-context') ?? '';
   const context = contextName ? doc.named('contexts', 'context', contextName) : undefined;
+  // As kubectl: a --context the file does not define is an error, not a fallback to the current one.
+  if (contextOverride !== undefined && !context) throw refuse(`context "${contextOverride}" does not exist`);
   const clusterName = context?.str('cluster');
   const cluster = clusterName ? doc.named('clusters', 'cluster', clusterName) : undefined;
-  if (!cluster) throw refuse(`current context "${contextName}" names no cluster`);
+  if (!cluster) throw refuse(`${contextOverride === undefined ? 'current ' : ''}context "${contextName}" names no cluster`);
   const userName = context?.str('user');
   const user = userName ? doc.named('users', 'user', userName) : new Fields(where, '', {});
   // A misspelt user must not quietly make poolview anonymous.

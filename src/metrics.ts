@@ -116,3 +116,23 @@ export function createServingCertificateMetrics(registry: Registry): ServingCert
     setSource: (fn) => (current = fn),
   };
 }
+
+/**
+ * /readyz as metrics, read at scrape time (alerts: not ready, scope sources stale). A synced scope
+ * source keeps passing while its list/watch fails and is retried: only the error gauge shows that.
+ */
+export function registerReadinessMetrics(registry: Registry, checks: () => Array<{ name: string; ok: boolean; detail?: string }>): void {
+  const gauge = (name: string, help: string, value: (check: { ok: boolean; detail?: string }) => boolean) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['check'],
+      registers: [registry],
+      collect() {
+        this.reset(); // a check that went away (e.g. "shutdown") must not linger
+        for (const c of checks()) this.set({ check: c.name }, value(c) ? 1 : 0);
+      },
+    });
+  gauge('poolview_readyz_check', '1 when the /readyz check passes, 0 when it fails (the checks of /readyz?verbose).', (c) => c.ok);
+  gauge('poolview_readyz_check_error', '1 while the /readyz check reports an error, passing or not (a synced scope source whose watch keeps failing).', (c) => c.detail !== undefined);
+}

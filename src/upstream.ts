@@ -172,16 +172,18 @@ export function upstreamFromUrl(url: string, token?: string, tls: TlsMaterial = 
 }
 
 /**
- * An upstream for the current context of a kubeconfig, or for the in-cluster config when no path is
- * given. Own credentials (client certificate, token, exec plugin, token file) are re-read periodically.
+ * An upstream for the current context of a kubeconfig (or its context `context`), or for the
+ * in-cluster config when no path is given. Own credentials (client certificate, token, exec plugin,
+ * token file) are re-read periodically.
  */
-export async function upstreamFromKubeconfig(path?: string): Promise<KubeUpstream> {
+export async function upstreamFromKubeconfig(path?: string, context?: string): Promise<KubeUpstream> {
+  if (!path && context !== undefined) throw new UpstreamConfigError(`--context ${context} needs a kubeconfig (--kubeconfig or KUBECONFIG)`);
   if (!path && (!process.env.KUBERNETES_SERVICE_HOST || !process.env.KUBERNETES_SERVICE_PORT)) {
     throw new UpstreamConfigError('no --kubeconfig (or KUBECONFIG) given and not running in a cluster (KUBERNETES_SERVICE_HOST/PORT unset)');
   }
   let config: ApiserverConfig;
   try {
-    config = path ? kubeconfigFromFile(path) : inClusterConfig();
+    config = path ? kubeconfigFromFile(path, context) : inClusterConfig();
   } catch (err) {
     throw err instanceof KubeconfigError ? new UpstreamConfigError(err.message) : err;
   }

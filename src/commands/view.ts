@@ -50,6 +50,7 @@ Options:
                            apps.openyurt.io/nodepool label or NodePool membership)
   --kubeconfig PATH        kubeconfig to use (default: $KUBECONFIG, else the in-cluster config,
                            else ~/.kube/config)
+  --context NAME           kubeconfig context to use (default: its current-context)
   --configmap-name NAME    ConfigMap that adds components to filters (default: ${DEFAULTS.configMapName})
   --configmap-namespace NS namespace of that ConfigMap (default: ${DEFAULTS.configMapNamespace})
   --feature-gates GATES    as given to the poolview DaemonSet, e.g. NodePortAutoListen=true
@@ -68,6 +69,7 @@ export interface ViewArgs {
   component: string;
   nodePoolName?: string;
   kubeconfig?: string;
+  context?: string;
   configMapName: string;
   configMapNamespace: string;
   featureGates: Record<string, boolean>;
@@ -75,12 +77,13 @@ export interface ViewArgs {
   help: boolean;
 }
 
-type ValueFlag = 'node' | 'component' | 'nodepool-name' | 'kubeconfig' | 'configmap-name' | 'configmap-namespace' | 'feature-gates' | 'output';
+type ValueFlag = 'node' | 'component' | 'nodepool-name' | 'kubeconfig' | 'context' | 'configmap-name' | 'configmap-namespace' | 'feature-gates' | 'output';
 const VALUE_FLAGS: ReadonlySet<string> = new Set<ValueFlag>([
   'node',
   'component',
   'nodepool-name',
   'kubeconfig',
+  'context',
   'configmap-name',
   'configmap-namespace',
   'feature-gates',
@@ -132,11 +135,14 @@ export function parseViewArgs(argv: readonly string[], env: NodeJS.ProcessEnv = 
   if (output !== 'table' && output !== 'json') throw new UsageError(`--output: "${output}" is not one of table, json`);
   const kubeconfig = values.get('kubeconfig');
   if (kubeconfig === '') throw new UsageError('--kubeconfig needs a path');
+  const context = values.get('context');
+  if (context === '') throw new UsageError('--context needs a name');
   return {
     node,
     component,
     nodePoolName: values.get('nodepool-name')?.trim() || undefined,
     kubeconfig,
+    context,
     configMapName: values.get('configmap-name') || DEFAULTS.configMapName,
     configMapNamespace: values.get('configmap-namespace') || DEFAULTS.configMapNamespace,
     featureGates: parseFeatureGates(values.get('feature-gates') ?? ''),
@@ -585,7 +591,7 @@ export async function run(argv: string[], io: ViewIo = { stdout: process.stdout,
   let owned: { close(): Promise<void> } | undefined;
   if (!upstream) {
     try {
-      const built = await upstreamFromKubeconfig(kubeconfigPath(args.kubeconfig, env));
+      const built = await upstreamFromKubeconfig(kubeconfigPath(args.kubeconfig, env), args.context);
       upstream = built;
       owned = built;
     } catch (err) {

@@ -188,6 +188,7 @@ export class ViewRegistry {
 export class ViewMetrics {
   readonly synthesized: Counter<'type' | 'cause'>;
   readonly fanout: Histogram;
+  readonly slowClientsCut: Counter<'resource'>;
 
   constructor(registry: Registry, views: ViewRegistry) {
     this.synthesized = new Counter({
@@ -202,6 +203,7 @@ export class ViewMetrics {
       buckets: [0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers: [registry],
     });
+    this.slowClientsCut = new Counter({ name: 'poolview_watch_clients_cut_slow_total', help: 'Filtered watches closed because the client fell 16 MiB behind', labelNames: ['resource'], registers: [registry] });
     new Gauge({
       name: 'poolview_views_open',
       help: 'Filtered watch views open',

@@ -323,6 +323,7 @@ export class WatchView implements ReevaluatingView {
     res.write(line + '\n');
     if (res.writableLength > MAX_BUFFERED_BYTES) {
       this.ctx.log.warn({ component: this.ctx.component, resource: this.resource }, 'watch client too slow; closing its watch');
+      this.deps.registry.metrics.slowClientsCut.inc({ resource: this.resource });
       this.close();
     }
   }

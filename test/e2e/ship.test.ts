@@ -14,13 +14,13 @@ import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
 import { AuthenticationV1Api, CoreV1Api, KubeConfig, Observable, type ConfigurationOptions, type V1Service } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseAllDocuments } from 'yaml';
 import { startPoolview } from '../../src/app.js';
 import { run as runView, type ViewReport } from '../../src/commands/view.js';
 import { createLogger } from '../../src/log.js';
-import type { Cluster, KubeObject } from '../support/cluster.js';
+import type { Cluster } from '../support/cluster.js';
 import { createNodeNetns, describeWithKubeProxy, startKubeProxy, type KubeProxy, type NodeNetns, type ProxyRules } from '../support/kube-proxy.js';
 import { startTestPoolview, type TestPoolview } from '../support/poolview.js';
+import { expectDryRunLines, parseObjects, unexpectedApplyWarnings, type Obj } from '../support/manifests.js';
 import { poll, runOk } from '../support/processes.js';
 import { sharedCluster, uniqueName } from '../support/shared-cluster.js';
 
@@ -39,23 +39,8 @@ afterAll(async () => {
   await cluster.close();
 });
 
-type Obj = KubeObject & Record<string, any>;
-
 function loadConfig(file: string): Obj[] {
-  return parseAllDocuments(readFileSync(join(CONFIG, file), 'utf8'))
-    .map((d) => d.toJS() as Obj | null)
-    .filter((o): o is Obj => !!o);
-}
-
-/** kubectl printed one "<kind>[.<group>]/<name> ... (server dry run)" line per object. */
-function expectDryRunLines(stdout: string, objects: Obj[]): void {
-  const lines = stdout.trim().split('\n');
-  expect(lines, stdout).toHaveLength(objects.length);
-  for (const o of objects) {
-    const group = o.apiVersion!.includes('/') ? `.${o.apiVersion!.split('/')[0]}` : '';
-    const prefix = `${o.kind!.toLowerCase()}${group}/${o.metadata!.name} `;
-    expect(lines.some((l) => l.startsWith(prefix) && l.endsWith('(server dry run)')), `${prefix}... (server dry run) in\n${stdout}`).toBe(true);
-  }
+  return parseObjects(readFileSync(join(CONFIG, file), 'utf8'));
 }
 
 /** A bound token for a ServiceAccount (TokenRequest), as the kubelet projects into a pod. */
@@ -108,8 +93,7 @@ describe('config/ against the real apiserver', () => {
     expect(r.code, `kubectl apply -k config/ --dry-run=server\n${r.stdout}${r.stderr}`).toBe(0);
     // The only stderr tolerated: the last-applied warning for the ClusterRole/Binding "poolview" the
     // e2e harness itself created (server-side) under the same names.
-    const stderr = r.stderr.split('\n').filter((l) => l.trim() && !/missing the kubectl\.kubernetes\.io\/last-applied-configuration annotation|patched automatically/.test(l));
-    expect(stderr, r.stderr).toEqual([]);
+    expect(unexpectedApplyWarnings(r.stderr), r.stderr).toEqual([]);
     expectDryRunLines(r.stdout, expected);
 
     // Server-side apply too, on the kustomize output. The harness's own ClusterRole/Binding "poolview"
@@ -117,7 +101,7 @@ describe('config/ against the real apiserver', () => {
     // on a cluster without them the names do not matter.
     const rendered = await cluster.kubectl(['kustomize', CONFIG]);
     expect(rendered.code, rendered.stderr).toBe(0);
-    const docs = parseAllDocuments(rendered.stdout).map((d) => d.toJS() as Obj);
+    const docs = parseObjects(rendered.stdout);
     const clash = (o: Obj) => o.kind === 'ClusterRole' || o.kind === 'ClusterRoleBinding';
     for (const o of docs) {
       if (clash(o)) o.metadata!.name = `${o.metadata!.name}-ssa-dry-run`;

@@ -68,6 +68,24 @@ describe('a kubeconfig file', () => {
     expect([creds.ca?.toString(), creds.cert?.toString(), creds.key?.toString()]).toEqual(['CA PEM', 'CERT PEM', 'KEY PEM']);
   });
 
+  it('reads the context named by --context instead of the current one, and refuses one it does not define', async () => {
+    const path = file('contexts');
+    writeFileSync(
+      path,
+      JSON.stringify({
+        clusters: [{ name: 'a', cluster: { server: 'https://a:6443' } }, { name: 'b', cluster: { server: 'https://b:6443' } }],
+        users: [{ name: 'ua', user: { token: 'ta' } }, { name: 'ub', user: { token: 'tb' } }],
+        contexts: [{ name: 'ca', context: { cluster: 'a', user: 'ua' } }, { name: 'cb', context: { cluster: 'b', user: 'ub' } }],
+        'current-context': 'ca',
+      }),
+    );
+    expect(kubeconfigFromFile(path).server).toBe('https://a:6443');
+    const other = kubeconfigFromFile(path, 'cb');
+    expect(other.server).toBe('https://b:6443');
+    expect((await other.read()).authorization).toBe('Bearer tb');
+    expect(() => kubeconfigFromFile(path, 'nope')).toThrow(new KubeconfigError(`kubeconfig ${path}: context "nope" does not exist`));
+  });
+
   it('takes base64 data fields and insecure-skip-tls-verify', async () => {
     const creds = await kubeconfigFromFile(
       kubeconfig('data', { 'client-certificate-data': b64('CERT DATA'), 'client-key-data': b64('KEY DATA') }, { 'insecure-skip-tls-verify': true }),

@@ -3,7 +3,7 @@
 // These tests pin the invariants an operator relies on and cross-check the artifacts against the
 // code (flags the DaemonSet passes exist, the ConfigMap keys name real filters, the image's
 // entrypoint resolves to files `npm run build` emits).
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, normalize, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -428,20 +428,27 @@ describe('Dockerfile', () => {
     }
   });
 
-  it('the entrypoint exists and imports only files the build emits', () => {
-    const entry = join(ROOT, 'bin', 'poolview.js');
-    expect(existsSync(entry), 'bin/poolview.js').toBe(true);
+  it('every package.json "bin" entry (poolview, the kubectl plugin) exists and imports only files the build emits', () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
+    expect(Object.keys(pkg.bin).sort()).toEqual(['kubectl-poolview', 'poolview']);
     const tsconfig = JSON.parse(readFileSync(join(ROOT, 'tsconfig.json'), 'utf8'));
     const outDir = normalize(tsconfig.compilerOptions.outDir);
-    const text = readFileSync(entry, 'utf8');
-    const specifiers = [...text.matchAll(/(?:import|from)\s*\(?\s*['"](\.[^'"]+)['"]/g)].map((m) => m[1]);
-    expect(specifiers.length, 'bin/poolview.js imports the compiled CLI').toBeGreaterThan(0);
-    for (const spec of specifiers) {
-      const target = relative(ROOT, join(ROOT, 'bin', spec));
-      expect(target.startsWith(outDir + '/'), `${spec} points into ${outDir}/`).toBe(true);
-      const source = target.slice(outDir.length + 1).replace(/\.js$/, '.ts');
-      expect(tsconfig.include.some((dir: string) => source.startsWith(dir + '/')), `${source} is compiled`).toBe(true);
-      expect(existsSync(join(ROOT, source)), `${source} exists`).toBe(true);
+    for (const file of Object.values(pkg.bin) as string[]) {
+      const entry = join(ROOT, file);
+      expect(existsSync(entry), file).toBe(true);
+      expect(statSync(entry).mode & 0o111, `${file} is executable (kubectl looks for executables)`).not.toBe(0);
+      const text = readFileSync(entry, 'utf8');
+      expect(text.startsWith('#!/usr/bin/env node\n'), `${file} has a node shebang`).toBe(true);
+      const specifiers = [...text.matchAll(/(?:import|from)\s*\(?\s*['"](\.[^'"]+)['"]/g)].map((m) => m[1]);
+      expect(specifiers.length, `${file} imports the compiled CLI`).toBeGreaterThan(0);
+      for (const spec of specifiers) {
+        const target = relative(ROOT, join(dirname(entry), spec));
+        expect(target.startsWith(outDir + '/'), `${spec} points into ${outDir}/`).toBe(true);
+        const source = target.slice(outDir.length + 1).replace(/\.js$/, '.ts');
+        expect(tsconfig.include.some((dir: string) => source.startsWith(dir + '/')), `${source} is compiled`).toBe(true);
+        expect(existsSync(join(ROOT, source)), `${source} exists`).toBe(true);
+      }
     }
   });
+
 });

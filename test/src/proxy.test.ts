@@ -332,6 +332,13 @@ describe('health and metrics', () => {
       expect(metrics.body).toMatch(/poolview_requests_total\{component="none",verb="list",resource="other",code="404"\} 1/);
       expect(metrics.body).not.toMatch(/weird|widgets/i);
       expect(metrics.body).toMatch(/^poolview_upstream_up 1$/m);
+      // /readyz as gauges: every check of the verbose answer, passing, none reporting an error.
+      const checks = [...verbose.body.matchAll(/^\[\+\](\S+) ok$/gm)].map((m) => m[1]);
+      expect(checks.length).toBeGreaterThan(1);
+      for (const check of checks) {
+        expect(metrics.body).toContain(`poolview_readyz_check{check="${check}"} 1\n`);
+        expect(metrics.body).toContain(`poolview_readyz_check_error{check="${check}"} 0\n`);
+      }
       expect(metrics.body).toMatch(/^poolview_proxied_bytes_total\{direction="downstream"\} [1-9]/m);
       expect(metrics.body).toMatch(/^process_cpu_seconds_total/m);
       expect(h.pv.registry.getSingleMetric('poolview_open_watches')).toBeDefined();

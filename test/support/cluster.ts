@@ -519,7 +519,12 @@ export const BUILD_SCRIPT = resolve(here, '../cluster/build.sh');
  */
 export async function buildBinaries(onProgress: (line: string) => void = (l) => console.log(l)): Promise<string> {
   if (process.env.POOLVIEW_K8S_BIN) return process.env.POOLVIEW_K8S_BIN;
-  const child = spawn('bash', [BUILD_SCRIPT], { stdio: ['ignore', 'pipe', 'pipe'] });
+  return runBuildScript(BUILD_SCRIPT, onProgress);
+}
+
+/** Runs a build script of test/cluster/ (stderr: progress lines); returns the directory it prints last. */
+export async function runBuildScript(script: string, onProgress: (line: string) => void): Promise<string> {
+  const child = spawn('bash', [script], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
   let partial = '';
@@ -530,9 +535,9 @@ export async function buildBinaries(onProgress: (line: string) => void = (l) => 
   });
   const code = await new Promise<number | null>((res) => child.on('exit', res));
   if (partial.trim()) onProgress(partial);
-  if (code !== 0) throw new Error(`${BUILD_SCRIPT} failed (exit ${code})`);
+  if (code !== 0) throw new Error(`${script} failed (exit ${code})`);
   const dir = stdout.trim().split('\n').pop();
-  if (!dir) throw new Error(`${BUILD_SCRIPT} printed no directory`);
+  if (!dir) throw new Error(`${script} printed no directory`);
   return dir;
 }
 
