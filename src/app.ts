@@ -6,7 +6,8 @@ import type { Duplex } from 'node:stream';
 import type { Server } from 'node:http';
 import type { Registry } from 'prom-client';
 import type { Upstream } from './types.js';
-import { resolveOptions, type PoolviewOptions } from './options.js';
+import { proxyHost, resolveOptions, type PoolviewOptions } from './options.js';
+import { enabledFilters } from '../filters/index.js';
 import { createLogger, type Logger } from './log.js';
 import { createMetrics, createServingCertificateMetrics } from './metrics.js';
 import { upstreamFromKubeconfig, type KubeUpstream } from './upstream.js';
@@ -93,9 +94,10 @@ export async function startPoolview(
     cleanups.push(() => probe.stop());
     await probe.probe();
     if (serving && options.rotateServerCertificates) {
-      // A specific address poolview binds to is one clients dial: name it in the certificate too.
+      // A specific address poolview binds to is one clients dial: name it in the certificate too, and
+      // the address in-cluster clients are sent to (the dummy interface's).
       const bind = options.bindAddress;
-      const extra = isIP(bind) && bind !== '0.0.0.0' && bind !== '::' ? [bind] : [];
+      const extra = [...new Set([isIP(bind) && bind !== '0.0.0.0' && bind !== '::' ? bind : '', proxyHost(options) ?? ''])].filter((ip) => ip !== '');
       certificates.push(
         startCertificateManager({
           upstream,
@@ -109,7 +111,14 @@ export async function startPoolview(
       );
     }
 
+    // Where in-cluster clients reach poolview: only over HTTPS, so only with a secure port. Port 0
+    // (tests) is known once the port listens.
+    const host = proxyHost(options);
+    const addressAt = (securePort: number | undefined) => (host !== undefined && securePort ? { host, securePort } : undefined);
+    if (options.securePort !== undefined && host === undefined) log.warn({ bindAddress: options.bindAddress }, 'no address for in-cluster clients (wildcard --bind-address, no --enable-dummy-if): masterservice, serviceenvupdater, forwardkubesvctraffic change nothing');
     const views: ViewService = await (deps.startViews ?? startViews)({
+      filters: enabledFilters(options.disabledFilters, options.workingMode),
+      proxyAddress: addressAt(options.securePort),
       upstream,
       nodeName: options.nodeName,
       nodePoolName: options.nodePoolName,
@@ -148,6 +157,7 @@ export async function startPoolview(
       serving!.use(server as TlsServer);
       await serve(server, options.securePort!);
       secureUrl = urlOf('https', server);
+      views.scope?.setProxyAddress?.(addressAt((server.address() as AddressInfo).port));
       return secureUrl;
     };
     let secureReady: Promise<string> | undefined;
