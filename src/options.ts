@@ -180,8 +180,8 @@ export function resolveOptions(input: Partial<PoolviewOptions>): PoolviewOptions
   return opts;
 }
 
-/** --disabled-filters, --working-mode and --dummy-if-ip. */
-function checkFilterOptions(opts: PoolviewOptions): void {
+/** --disabled-filters, --working-mode and --dummy-if-ip (also for `poolview view`). */
+export function checkFilterOptions(opts: Pick<PoolviewOptions, 'disabledFilters' | 'workingMode' | 'dummyIfIp'>): void {
   const known = new Set(builtinFilters.map((f) => f.name));
   for (const name of opts.disabledFilters) {
     if (name !== '*' && !known.has(name)) throw new UsageError(`--disabled-filters: unknown filter ${JSON.stringify(name)} (known: ${[...known].join(', ')}, *)`);
