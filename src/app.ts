@@ -134,18 +134,21 @@ export async function startPoolview(
     const tunnels = new Set<Duplex>();
     const common = { upstream, anonymousRequests: options.anonymousRequests, metrics, log };
     const handler = createProxyHandler({ ...common, intercept: views.intercept, open });
+    // --enable-dummy-if: the secure port also listens on the dummy address, unless the bind address covers it.
+    const wildcard = options.bindAddress === '0.0.0.0' || options.bindAddress === '::';
+    const dummyAddress = options.enableDummyIf && !wildcard && host !== options.bindAddress ? host : undefined;
     const onUpgrade = createUpgradeHandler({ ...common, tunnels });
 
     // Raw sockets too: a TLS connection still in its handshake is not one closeAllConnections() knows.
     const sockets = new Set<Duplex>();
-    const serve = async (server: Server, port: number) => {
+    const serve = async (server: Server, port: number, host = options.bindAddress) => {
       proxies.push(server);
       server.on('upgrade', onUpgrade);
       server.on('connection', (socket: Duplex) => {
         sockets.add(socket);
         socket.once('close', () => sockets.delete(socket));
       });
-      await listen(server, options.bindAddress, port);
+      await listen(server, host, port);
     };
     await serve(createProxyServer({ handler, closing }), options.port);
 
@@ -156,8 +159,17 @@ export async function startPoolview(
       const server = createProxyServer({ handler, closing, https: { cert: pair.cert, key: pair.key } });
       serving!.use(server as TlsServer);
       await serve(server, options.securePort!);
+      const port = (server.address() as AddressInfo).port;
+      if (dummyAddress) {
+        // As yurt-hub: pods reach the secure port on the dummy address. Requests there come from
+        // other network namespaces, so they never borrow poolview's identity.
+        const forPods = createProxyHandler({ ...common, anonymousRequests: 'forward', intercept: views.intercept, open });
+        const dummy = createProxyServer({ handler: forPods, closing, https: { cert: pair.cert, key: pair.key } });
+        serving!.use(dummy as TlsServer);
+        await serve(dummy, port, dummyAddress);
+      }
       secureUrl = urlOf('https', server);
-      views.scope?.setProxyAddress?.(addressAt((server.address() as AddressInfo).port));
+      views.scope?.setProxyAddress?.(addressAt(port));
       return secureUrl;
     };
     let secureReady: Promise<string> | undefined;
