@@ -49,6 +49,7 @@ const httpsPort = (ports: { name: string; port: number }[]) => ports.find((p) =>
 
 let upstreamKubernetesIP: string;
 let createdKubeProxyConfig = false;
+let createdKubernetesSlice = false;
 
 beforeAll(async () => {
   await cluster.createNamespace(ns);
@@ -71,6 +72,7 @@ beforeAll(async () => {
   // would look with an apiserver at 192.0.2.10:6443 (a loopback address is not valid in a slice).
   if (!(await cluster.get('discovery.k8s.io/v1', 'EndpointSlice', 'kubernetes', 'default'))) {
     await cluster.createEndpointSlice('default', 'kubernetes', { service: 'kubernetes', ports: [{ name: 'https', port: 6443 }], endpoints: [{ ip: '192.0.2.10' }] });
+    createdKubernetesSlice = true;
   }
 });
 
@@ -78,6 +80,7 @@ afterAll(async () => {
   for (const pv of started) await pv.close();
   await agent.close();
   if (createdKubeProxyConfig) await cluster.delete('v1', 'ConfigMap', 'kube-proxy', 'kube-system');
+  if (createdKubernetesSlice) await cluster.delete('discovery.k8s.io/v1', 'EndpointSlice', 'kubernetes', 'default');
   await cluster.delete('v1', 'Namespace', ns);
   await cluster.close();
 });
