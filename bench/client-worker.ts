@@ -91,7 +91,7 @@ serve({
 
   /**
    * The kubelet's steady traffic, `rounds` times in a row (one request in flight, as the kubelet's
-   * sync loops mostly are): GET one of its Pods, LIST its node's Pods, PATCH its Node's status,
+   * sync loops mostly are): GET one of its Pods, LIST its node's Pods (resourceVersion=0), PATCH its Node's status,
    * PUT its Lease (with the resourceVersion the last PUT returned). Latencies in ms by kind.
    */
   kubeletMix: async ({ base, headers, ca, rounds, pods, node, lease }: { base: string; headers: Headers; ca?: string; rounds: number; pods: string[]; node: string; lease: string }) => {
@@ -114,7 +114,8 @@ serve({
     const t0 = now();
     for (let i = 0; i < rounds; i++) {
       await call('getPod', 'GET', pods[i % pods.length]);
-      await call('listPods', 'GET', `/api/v1/pods?fieldSelector=spec.nodeName%3D${node}`);
+      // As its informer lists (re-lists) them: resourceVersion=0, the apiserver's cache.
+      await call('listPods', 'GET', `/api/v1/pods?fieldSelector=spec.nodeName%3D${node}&resourceVersion=0`);
       const heartbeat = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
       await call('patchNodeStatus', 'PATCH', `/api/v1/nodes/${node}/status`, { status: { conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady', lastHeartbeatTime: heartbeat }] } }, 'application/strategic-merge-patch+json');
       const renew = new Date().toISOString().replace(/Z$/, '000Z');

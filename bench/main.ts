@@ -447,8 +447,10 @@ async function kubeletMix(cluster: Cluster, ca: string, auth: Record<string, str
   const env = [{ name: 'KUBERNETES_SERVICE_HOST', value: '10.96.0.1' }, { name: 'KUBERNETES_SERVICE_PORT', value: '443' }];
   const pods = Array.from({ length: KUBELET_PODS }, (_, i) => ({
     path: `/api/v1/namespaces/${ns}/pods`,
-    body: { apiVersion: 'v1', kind: 'Pod', metadata: { name: `kubelet-${i}`, namespace: ns, labels: { app: 'bench' } }, spec: { nodeName: gen.NODE_NAME, containers: [{ name: 'app', image: 'busybox', env }] } },
+    body: { apiVersion: 'v1', kind: 'Pod', metadata: { name: `kubelet-${i}`, namespace: ns, labels: { app: 'bench' } }, spec: { nodeName: gen.NODE_NAME, automountServiceAccountToken: false, containers: [{ name: 'app', image: 'busybox', env }] } },
   }));
+  // No controller-manager: the ServiceAccount admission wants the namespace's default account.
+  await createObjects(cluster, ca, [{ path: `/api/v1/namespaces/${ns}/serviceaccounts`, body: { metadata: { name: 'default' } } }]);
   await createObjects(cluster, ca, pods);
   const lease = `/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/${gen.NODE_NAME}`;
   await createObjects(cluster, ca, [{ path: '/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases', body: { metadata: { name: gen.NODE_NAME }, spec: { holderIdentity: gen.NODE_NAME, leaseDurationSeconds: 40 } } }]);
