@@ -97,7 +97,8 @@ export async function startPoolview(
       // A specific address poolview binds to is one clients dial: name it in the certificate too, and
       // the address in-cluster clients are sent to (the dummy interface's).
       const bind = options.bindAddress;
-      const extra = [...new Set([isIP(bind) && bind !== '0.0.0.0' && bind !== '::' ? bind : '', proxyHost(options) ?? ''])].filter((ip) => ip !== '');
+      const dialled = (ip: string | undefined): ip is string => ip !== undefined && isIP(ip) !== 0 && ip !== '0.0.0.0' && ip !== '::';
+      const extra = [...new Set([bind, proxyHost(options)].filter(dialled))];
       certificates.push(
         startCertificateManager({
           upstream,
@@ -115,7 +116,10 @@ export async function startPoolview(
     // (tests) is known once the port listens.
     const host = proxyHost(options);
     const addressAt = (securePort: number | undefined) => (host !== undefined && securePort ? { host, securePort } : undefined);
-    if (options.securePort !== undefined && host === undefined) log.warn({ bindAddress: options.bindAddress }, 'no address for in-cluster clients (wildcard --bind-address, no --enable-dummy-if): masterservice, serviceenvupdater, forwardkubesvctraffic change nothing');
+    if (options.securePort === undefined || host === undefined) {
+      const why = options.securePort === undefined ? 'no secure port' : 'wildcard --bind-address and no --enable-dummy-if';
+      log.info({ bindAddress: options.bindAddress }, `no address for in-cluster clients (${why}): masterservice, serviceenvupdater, forwardkubesvctraffic change nothing`);
+    }
     const views: ViewService = await (deps.startViews ?? startViews)({
       filters: enabledFilters(options.disabledFilters, options.workingMode),
       proxyAddress: addressAt(options.securePort),
