@@ -1,7 +1,8 @@
 // Issue 18's Show, on the real control plane: the filters of yurt-hub that make in-cluster clients
 // on an edge node go through the node's proxy. With the kubelet's User-Agent, through poolview: the
 // `default/kubernetes` Service at poolview's address and secure port, a Pod's
-// KUBERNETES_SERVICE_HOST/PORT env rewritten, `kube-system/kube-proxy` without its kubeconfig line;
+// KUBERNETES_SERVICE_HOST/PORT env rewritten, `kube-system/kube-proxy` without its kubeconfig line
+// (GET, LIST and the kubelet's streaming-list WATCHes);
 // kube-proxy's read of the `default/kubernetes` EndpointSlice goes to poolview. A real kube-proxy
 // (iptables, in a network namespace) reading through poolview programs the kubernetes Service to
 // poolview's address and secure port and drops a LoadBalancer annotated svc.openyurt.io/discard —
@@ -12,6 +13,7 @@ import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PoolviewOptions } from '../../src/options.js';
 import type { KubeObject } from '../support/cluster.js';
+import { JsonValueQueue } from '../support/json-stream.js';
 import { createNodeNetns, describeWithKubeProxy, startKubeProxy, type KubeProxy, type NodeNetns } from '../support/kube-proxy.js';
 import { startTestPoolview, type TestPoolview } from '../support/poolview.js';
 import { sharedCluster, uniqueName } from '../support/shared-cluster.js';
@@ -126,6 +128,33 @@ describe('the kubelet and kube-proxy through poolview (--enable-dummy-if, dummy 
     const slice = list.items.find((s: KubeObject) => s.metadata.namespace === 'default' && s.metadata.name === 'kubernetes');
     expect(slice.endpoints).toEqual([{ addresses: [DUMMY], conditions: { ready: true } }]);
     expect(httpsPort(slice.ports)).toBe(securePort(pv));
+  });
+
+  it('WATCHes as the kubelet opens them: a new Pod arrives ADDED with poolview\'s env, a kube-proxy ConfigMap update MODIFIED with its kubeconfig line commented out', async () => {
+    const headers = { authorization: `Bearer ${cluster.tokens.admin}`, 'user-agent': KUBELET, accept: 'application/json' };
+    const open = async (path: string) => {
+      const controller = new AbortController();
+      const res = await request(`${pv.httpsUrl}${path}`, { headers, dispatcher: agent, signal: controller.signal });
+      expect(res.statusCode).toBe(200);
+      res.body.on('error', () => {});
+      return { events: new JsonValueQueue<{ type: string; object: KubeObject }>(res.body), close: () => controller.abort() };
+    };
+    const pods = await open(`/api/v1/pods?fieldSelector=spec.nodeName%3D${node}&watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true`);
+    const configMaps = await open('/api/v1/namespaces/kube-system/configmaps?fieldSelector=metadata.name%3Dkube-proxy&watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true');
+    try {
+      await pods.events.next((e) => e.type === 'BOOKMARK');
+      await configMaps.events.next((e) => e.type === 'BOOKMARK');
+      const env = [{ name: 'KUBERNETES_SERVICE_HOST', value: '10.96.0.1' }, { name: 'KUBERNETES_SERVICE_PORT', value: '443' }];
+      await cluster.apply({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'watched', namespace: ns }, spec: { nodeName: node, automountServiceAccountToken: false, containers: [{ name: 'app', image: 'busybox', env }] } });
+      const added = await pods.events.next((e) => e.type === 'ADDED' && e.object.metadata.name === 'watched');
+      expect(envOf(added.object)).toEqual({ KUBERNETES_SERVICE_HOST: DUMMY, KUBERNETES_SERVICE_PORT: String(securePort(pv)) });
+      await cluster.patch('v1', 'ConfigMap', 'kube-proxy', 'kube-system', { data: { 'config.conf': `${KUBE_PROXY_CONFIG}\n# touched` } });
+      const modified = await configMaps.events.next((e) => e.type === 'MODIFIED' && ((e.object as any).data['config.conf'] as string).includes('# touched'));
+      expect((modified.object as any).data['config.conf']).toContain('  #kubeconfig: /var/lib/kube-proxy/kubeconfig.conf');
+    } finally {
+      pods.close();
+      configMaps.close();
+    }
   });
 
   it('the dummy address serves the secure port, but never lends poolview\'s identity (the bind address does)', async () => {
