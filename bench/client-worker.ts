@@ -89,6 +89,41 @@ serve({
     return { latencies, elapsedMs: now() - t0, bytes };
   },
 
+  /**
+   * The kubelet's steady traffic, `rounds` times in a row (one request in flight, as the kubelet's
+   * sync loops mostly are): GET one of its Pods, LIST its node's Pods (resourceVersion=0), PATCH its Node's status,
+   * PUT its Lease (with the resourceVersion the last PUT returned). Latencies in ms by kind.
+   */
+  kubeletMix: async ({ base, headers, ca, rounds, pods, node, lease }: { base: string; headers: Headers; ca?: string; rounds: number; pods: string[]; node: string; lease: string }) => {
+    const d = dispatcherFor(ca);
+    const latencies: Record<string, number[]> = { getPod: [], listPods: [], patchNodeStatus: [], putLease: [] };
+    const call = async (kind: string, method: 'GET' | 'PATCH' | 'PUT', path: string, body?: unknown, contentType?: string): Promise<any> => {
+      const s = now();
+      const res = await request(base + path, {
+        method,
+        dispatcher: d,
+        headers: body === undefined ? headers : { ...headers, 'content-type': contentType ?? 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const text = await res.body.text();
+      latencies[kind].push(now() - s);
+      if (res.statusCode !== 200) throw new Error(`${method} ${path}: ${res.statusCode} ${text.slice(0, 200)}`);
+      return kind === 'putLease' ? JSON.parse(text) : undefined;
+    };
+    let current = (await (await request(base + lease, { dispatcher: d, headers })).body.json()) as { metadata: { resourceVersion: string }; spec: Record<string, unknown> };
+    const t0 = now();
+    for (let i = 0; i < rounds; i++) {
+      await call('getPod', 'GET', pods[i % pods.length]);
+      // As its informer lists (re-lists) them: resourceVersion=0, the apiserver's cache.
+      await call('listPods', 'GET', `/api/v1/pods?fieldSelector=spec.nodeName%3D${node}&resourceVersion=0`);
+      const heartbeat = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+      await call('patchNodeStatus', 'PATCH', `/api/v1/nodes/${node}/status`, { status: { conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady', lastHeartbeatTime: heartbeat }] } }, 'application/strategic-merge-patch+json');
+      const renew = new Date().toISOString().replace(/Z$/, '000Z');
+      current = await call('putLease', 'PUT', lease, { ...current, spec: { ...current.spec, renewTime: renew } });
+    }
+    return { latencies, elapsedMs: now() - t0 };
+  },
+
   /** One GET of url; its status and body bytes (moved, not copied). */
   fetchBody: async ({ url, headers, ca }: { url: string; headers: Headers; ca?: string }) => {
     const res = await request(url, { dispatcher: dispatcherFor(ca), headers });

@@ -425,12 +425,56 @@ async function passThroughReal(): Promise<void> {
       });
       await profileMiss(g, () => throughput('poolview'));
     }
+    await kubeletMix(cluster, ca, auth, target, version.gitVersion);
   } finally {
     await stopPv();
     t = now();
     await cluster.stop();
     log(`  control plane stopped in ${((now() - t) / 1000).toFixed(1)} s`);
   }
+}
+
+const KUBELET = { 'user-agent': 'kubelet/v1.35.4 (linux/amd64) kubernetes/6c6cd7e', accept: 'application/json' };
+const KUBELET_PODS = QUICK ? 10 : 30;
+
+/**
+ * The kubelet's steady traffic through poolview vs direct, on the real apiserver: GET a Pod and LIST
+ * the node's Pods (filtered by serviceenvupdater: they go through the view engine), PATCH the Node's
+ * status and PUT its Lease (passed through). One round = the four in a row.
+ */
+async function kubeletMix(cluster: Cluster, ca: string, auth: Record<string, string>, target: (side: 'direct' | 'poolview', path: string) => { url: string; ca?: string }, kubernetes: string): Promise<void> {
+  const ns = gen.namespaceOf(0);
+  const env = [{ name: 'KUBERNETES_SERVICE_HOST', value: '10.96.0.1' }, { name: 'KUBERNETES_SERVICE_PORT', value: '443' }];
+  const pods = Array.from({ length: KUBELET_PODS }, (_, i) => ({
+    path: `/api/v1/namespaces/${ns}/pods`,
+    body: { apiVersion: 'v1', kind: 'Pod', metadata: { name: `kubelet-${i}`, namespace: ns, labels: { app: 'bench' } }, spec: { nodeName: gen.NODE_NAME, automountServiceAccountToken: false, containers: [{ name: 'app', image: 'busybox', env }] } },
+  }));
+  // No controller-manager: the ServiceAccount admission wants the namespace's default account.
+  await createObjects(cluster, ca, [{ path: `/api/v1/namespaces/${ns}/serviceaccounts`, body: { metadata: { name: 'default' } } }]);
+  await createObjects(cluster, ca, pods);
+  const lease = `/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/${gen.NODE_NAME}`;
+  await createObjects(cluster, ca, [{ path: '/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases', body: { metadata: { name: gen.NODE_NAME }, spec: { holderIdentity: gen.NODE_NAME, leaseDurationSeconds: 40 } } }]);
+  const rounds = QUICK ? 40 : 100;
+  const mix = async (side: 'direct' | 'poolview') => {
+    const { url, ca: sideCa } = target(side, '');
+    const x = await client.call<{ latencies: Record<string, number[]>; elapsedMs: number }>('kubeletMix', {
+      base: url, ca: sideCa, headers: { ...KUBELET, ...auth }, rounds, pods: pods.map((p) => `${p.path}/${p.body.metadata.name}`), node: gen.NODE_NAME, lease,
+    });
+    return { roundMs: x.elapsedMs / rounds, p50: Object.fromEntries(Object.entries(x.latencies).map(([k, v]) => [k, median(v)])) };
+  };
+  const runs = await paired(REPS, mix);
+  const d = median(runs.direct.map((r) => r.roundMs));
+  const v = median(runs.poolview.map((r) => r.roundMs));
+  const perKind = (rs: Array<{ p50: Record<string, number> }>) => Object.fromEntries(Object.keys(rs[0].p50).map((k) => [k, median(rs.map((r) => r.p50[k]))]));
+  const f = add({
+    id: 'ptr-kubelet-mix', section: 'pass-through (real apiserver)', name: 'kubelet mix per round (GET pod, LIST node\'s pods, PATCH node status, PUT lease), real apiserver', upstream: 'apiserver',
+    unit: 'ms', value: v, baselineName: 'direct', baseline: d, ratio: v / d, budget: { op: '<=', limit: 1.1, text: '≤ 1.10×' },
+    details: {
+      rounds, pods: KUBELET_PODS, p50Direct: perKind(runs.direct), p50Poolview: perKind(runs.poolview), repsDirect: runs.direct.map((r) => r.roundMs), repsPoolview: runs.poolview.map((r) => r.roundMs), kubernetes,
+      note: 'kubelet User-Agent, JSON (the real kubelet asks for protobuf; poolview answers filtered resources in JSON); pod reads go through the view engine (serviceenvupdater), node status and lease writes pass through',
+    },
+  });
+  await profileMiss(f, () => mix('poolview'));
 }
 
 // ---------------------------------------------------------------- filtered LIST

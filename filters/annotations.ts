@@ -22,6 +22,9 @@ export const ANNOTATION_NODEPORT_AUTO_LISTEN = 'nodeport.openyurt.io/auto-listen
 /** Feature gate enabling ANNOTATION_NODEPORT_AUTO_LISTEN. */
 export const GATE_NODEPORT_AUTO_LISTEN = 'NodePortAutoListen';
 
+/** On a LoadBalancer Service: "true" keeps it away from edge kube-proxies (discardcloudservice). */
+export const ANNOTATION_DISCARD = 'svc.openyurt.io/discard';
+
 /** On a Node: its pool. */
 export const LABEL_NODEPOOL = 'apps.openyurt.io/nodepool';
 
@@ -41,4 +44,40 @@ export function label(obj: KubeObject, key: string): string | undefined {
   if (!Object.prototype.hasOwnProperty.call(labels, key)) return undefined;
   const value = labels[key];
   return typeof value === 'string' ? value : undefined;
+}
+
+/**
+ * Whether `obj` is of a core/v1 kind. Objects typed by the engine carry kind and apiVersion; an
+ * object without them is taken to be of the kind the filter's resource holds.
+ */
+export function isCoreKind(obj: KubeObject, kind: string): boolean {
+  if (obj.kind !== undefined && obj.kind !== '' && obj.kind !== kind) return false;
+  return obj.apiVersion === undefined || obj.apiVersion === '' || obj.apiVersion === 'v1';
+}
+
+/** Whether `obj` is the object namespace/name. */
+export function isNamed(obj: KubeObject, namespace: string, name: string): boolean {
+  return obj.metadata?.namespace === namespace && obj.metadata?.name === name;
+}
+
+/** `obj.spec` as a record, or undefined. */
+export function specOf(obj: KubeObject): Record<string, unknown> | undefined {
+  const spec = obj.spec;
+  return spec !== null && typeof spec === 'object' && !Array.isArray(spec) ? (spec as Record<string, unknown>) : undefined;
+}
+
+/**
+ * `ports` with the port named "https" set to `port`, or `ports` itself when nothing changes
+ * (masterservice on the Service, forwardkubesvctraffic on its EndpointSlice).
+ */
+export function withHttpsPort(ports: unknown, port: number): unknown {
+  if (!Array.isArray(ports)) return ports;
+  let changed = false;
+  const out = ports.map((p: unknown) => {
+    if (p === null || typeof p !== 'object' || (p as Record<string, unknown>).name !== 'https') return p;
+    if ((p as Record<string, unknown>).port === port) return p;
+    changed = true;
+    return { ...(p as Record<string, unknown>), port };
+  });
+  return changed ? out : ports;
 }

@@ -15,6 +15,8 @@ import {
   ANNOTATION_NODEPORT_LISTEN,
   GATE_NODEPORT_AUTO_LISTEN,
   annotation,
+  isCoreKind,
+  specOf,
 } from './annotations.js';
 import type { Filter, FilterDecision, KubeObject, Scope } from './types.js';
 
@@ -31,22 +33,9 @@ export function listensIn(listen: string, pool: string): boolean {
   return star;
 }
 
-function isService(obj: KubeObject): boolean {
-  const kind = obj.kind;
-  if (kind !== undefined && kind !== '' && kind !== 'Service') return false;
-  const apiVersion = obj.apiVersion;
-  return apiVersion === undefined || apiVersion === '' || apiVersion === 'v1';
-}
-
-function serviceType(obj: KubeObject): unknown {
-  const spec = obj.spec;
-  if (spec === null || typeof spec !== 'object') return undefined;
-  return (spec as Record<string, unknown>).type;
-}
-
 function apply(obj: KubeObject, scope: Scope): FilterDecision {
-  if (!isService(obj)) return obj;
-  const type = serviceType(obj);
+  if (!isCoreKind(obj, 'Service')) return obj;
+  const type = specOf(obj)?.type;
   if (type !== 'NodePort' && type !== 'LoadBalancer') return obj;
   const pool = scope.nodePool;
   if (pool === undefined || pool === '') return obj; // orphan node: native behaviour

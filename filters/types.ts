@@ -16,6 +16,14 @@ export interface KubeObject {
   [key: string]: unknown;
 }
 
+/** Where in-cluster clients on this node reach poolview: its address and HTTPS port. */
+export interface ProxyAddress {
+  /** An IP address: the dummy interface address (`--enable-dummy-if`), else `--bind-address`. */
+  readonly host: string;
+  /** `--secure-port`. */
+  readonly securePort: number;
+}
+
 /** What a filter may know about the node it serves. Kept current by the scope sources. */
 export interface Scope {
   /** The node this poolview serves. */
@@ -32,6 +40,13 @@ export interface Scope {
   endpointPools(namespace: string, serviceName: string): ReadonlySet<string> | undefined;
   /** A feature gate, as set by --feature-gates and per-pool overrides for this node's pool. */
   gate(name: string): boolean;
+  /**
+   * poolview's own address (masterservice, serviceenvupdater, forwardkubesvctraffic); undefined when
+   * clients cannot reach it over HTTPS (no secure port, wildcard bind): those filters change nothing.
+   */
+  readonly proxyAddress?: ProxyAddress;
+  /** Reports an input a filter leaves unchanged against expectations, once per key (logged by the engine). */
+  filterWarning?(key: string, message: string): void;
 }
 
 /**

@@ -6,7 +6,8 @@ import type { Duplex } from 'node:stream';
 import type { Server } from 'node:http';
 import type { Registry } from 'prom-client';
 import type { Upstream } from './types.js';
-import { resolveOptions, type PoolviewOptions } from './options.js';
+import { proxyHost, resolveOptions, type PoolviewOptions } from './options.js';
+import { enabledFilters } from '../filters/index.js';
 import { createLogger, type Logger } from './log.js';
 import { createMetrics, createServingCertificateMetrics } from './metrics.js';
 import { upstreamFromKubeconfig, type KubeUpstream } from './upstream.js';
@@ -93,9 +94,11 @@ export async function startPoolview(
     cleanups.push(() => probe.stop());
     await probe.probe();
     if (serving && options.rotateServerCertificates) {
-      // A specific address poolview binds to is one clients dial: name it in the certificate too.
+      // A specific address poolview binds to is one clients dial: name it in the certificate too, and
+      // the address in-cluster clients are sent to (the dummy interface's).
       const bind = options.bindAddress;
-      const extra = isIP(bind) && bind !== '0.0.0.0' && bind !== '::' ? [bind] : [];
+      const dialled = (ip: string | undefined): ip is string => ip !== undefined && isIP(ip) !== 0 && ip !== '0.0.0.0' && ip !== '::';
+      const extra = [...new Set([bind, proxyHost(options)].filter(dialled))];
       certificates.push(
         startCertificateManager({
           upstream,
@@ -109,7 +112,17 @@ export async function startPoolview(
       );
     }
 
+    // Where in-cluster clients reach poolview: only over HTTPS, so only with a secure port. Port 0
+    // (tests) is known once the port listens.
+    const host = proxyHost(options);
+    const addressAt = (securePort: number | undefined) => (host !== undefined && securePort ? { host, securePort } : undefined);
+    if (options.securePort === undefined || host === undefined) {
+      const why = options.securePort === undefined ? 'no secure port' : 'wildcard --bind-address and no --enable-dummy-if';
+      log.info({ bindAddress: options.bindAddress }, `no address for in-cluster clients (${why}): masterservice, serviceenvupdater, forwardkubesvctraffic change nothing`);
+    }
     const views: ViewService = await (deps.startViews ?? startViews)({
+      filters: enabledFilters(options.disabledFilters, options.workingMode),
+      proxyAddress: addressAt(options.securePort),
       upstream,
       nodeName: options.nodeName,
       nodePoolName: options.nodePoolName,
@@ -125,18 +138,21 @@ export async function startPoolview(
     const tunnels = new Set<Duplex>();
     const common = { upstream, anonymousRequests: options.anonymousRequests, metrics, log };
     const handler = createProxyHandler({ ...common, intercept: views.intercept, open });
+    // --enable-dummy-if: the secure port also listens on the dummy address, unless the bind address covers it.
+    const wildcard = options.bindAddress === '0.0.0.0' || options.bindAddress === '::';
+    const dummyAddress = options.enableDummyIf && !wildcard && host !== options.bindAddress ? host : undefined;
     const onUpgrade = createUpgradeHandler({ ...common, tunnels });
 
     // Raw sockets too: a TLS connection still in its handshake is not one closeAllConnections() knows.
     const sockets = new Set<Duplex>();
-    const serve = async (server: Server, port: number) => {
+    const serve = async (server: Server, port: number, host = options.bindAddress) => {
       proxies.push(server);
       server.on('upgrade', onUpgrade);
       server.on('connection', (socket: Duplex) => {
         sockets.add(socket);
         socket.once('close', () => sockets.delete(socket));
       });
-      await listen(server, options.bindAddress, port);
+      await listen(server, host, port);
     };
     await serve(createProxyServer({ handler, closing }), options.port);
 
@@ -147,7 +163,17 @@ export async function startPoolview(
       const server = createProxyServer({ handler, closing, https: { cert: pair.cert, key: pair.key } });
       serving!.use(server as TlsServer);
       await serve(server, options.securePort!);
+      const port = (server.address() as AddressInfo).port;
+      if (dummyAddress) {
+        // As yurt-hub: pods reach the secure port on the dummy address. Requests there come from
+        // other network namespaces, so they never borrow poolview's identity.
+        const forPods = createProxyHandler({ ...common, anonymousRequests: 'forward', intercept: views.intercept, open });
+        const dummy = createProxyServer({ handler: forPods, closing, https: { cert: pair.cert, key: pair.key } });
+        serving!.use(dummy as TlsServer);
+        await serve(dummy, port, dummyAddress);
+      }
       secureUrl = urlOf('https', server);
+      views.scope?.setProxyAddress?.(addressAt(port));
       return secureUrl;
     };
     let secureReady: Promise<string> | undefined;

@@ -65,6 +65,7 @@ export function parseServeArgs(argv: string[], env: Record<string, string | unde
     else if (f.type === 'port') result[f.key] = parsePort(raw, what);
     else if (f.type === 'gates') result[f.key] = parseFeatureGates(raw, what);
     else if (f.type === 'bool') result[f.key] = parseBool(raw, what);
+    else if (f.type === 'list') result[f.key] = raw.split(',').map((v) => v.trim()).filter((v) => v !== '');
     else result[f.key] = raw;
   }
   return result as Partial<PoolviewOptions> & { nodeName: string };

@@ -2,6 +2,7 @@
 // validation done once at boot. The CLI and startPoolview() both go through resolveOptions().
 import { isIP } from 'node:net';
 import { LOG_LEVELS } from './log.js';
+import { builtinFilters, type WorkingMode } from '../filters/index.js';
 
 export type AnonymousRequests = 'forward' | 'reject' | 'proxy-identity';
 
@@ -28,6 +29,14 @@ export interface PoolviewOptions {
   configMapName: string;
   configMapNamespace: string;
   featureGates: Record<string, boolean>;
+  /** The address in-cluster clients reach poolview at is the dummy interface's (`dummyIfIp`), not bindAddress. */
+  enableDummyIf: boolean;
+  /** Default: 169.254.2.1, fd00::2:1 when bindAddress is IPv6. */
+  dummyIfIp?: string;
+  /** Filters that never run (`*` = all), as yurt-hub's --disabled-resource-filters. */
+  disabledFilters: string[];
+  /** cloud: the edge-only filters are off, as in yurt-hub. */
+  workingMode: WorkingMode;
 }
 
 export const DEFAULTS = {
@@ -40,6 +49,9 @@ export const DEFAULTS = {
   anonymousRequests: 'forward' as AnonymousRequests,
   configMapName: 'yurt-hub-cfg',
   configMapNamespace: 'kube-system',
+  dummyIfIp: '169.254.2.1',
+  dummyIfIpv6: 'fd00::2:1',
+  workingMode: 'edge' as WorkingMode,
 };
 
 /** A mistake in how poolview was invoked; the CLI prints its message alone and exits 2. */
@@ -51,7 +63,7 @@ export interface FlagSpec {
   flag: string;
   env?: string;
   key: keyof PoolviewOptions;
-  type: 'string' | 'port' | 'gates' | 'bool';
+  type: 'string' | 'port' | 'gates' | 'bool' | 'list';
   help: string;
 }
 
@@ -73,6 +85,10 @@ export const FLAGS: readonly FlagSpec[] = [
   { flag: 'configmap-name', env: 'POOLVIEW_CONFIGMAP_NAME', key: 'configMapName', type: 'string', help: `ConfigMap that adds components to filters (default ${DEFAULTS.configMapName})` },
   { flag: 'configmap-namespace', env: 'POOLVIEW_CONFIGMAP_NAMESPACE', key: 'configMapNamespace', type: 'string', help: `namespace of that ConfigMap (default ${DEFAULTS.configMapNamespace})` },
   { flag: 'feature-gates', env: 'POOLVIEW_FEATURE_GATES', key: 'featureGates', type: 'gates', help: 'comma list of Name=true|false' },
+  { flag: 'enable-dummy-if', env: 'POOLVIEW_ENABLE_DUMMY_IF', key: 'enableDummyIf', type: 'bool', help: 'tell in-cluster clients (masterservice, serviceenvupdater, forwardkubesvctraffic) to reach poolview at --dummy-if-ip instead of --bind-address; poolview creates no interface (default false)' },
+  { flag: 'dummy-if-ip', env: 'POOLVIEW_DUMMY_IF_IP', key: 'dummyIfIp', type: 'string', help: `that address (default ${DEFAULTS.dummyIfIp}, ${DEFAULTS.dummyIfIpv6} with an IPv6 --bind-address)` },
+  { flag: 'disabled-filters', env: 'POOLVIEW_DISABLED_FILTERS', key: 'disabledFilters', type: 'list', help: `comma list of filters that never run, * = all (filters: ${builtinFilters.map((f) => f.name).join(', ')})` },
+  { flag: 'working-mode', env: 'POOLVIEW_WORKING_MODE', key: 'workingMode', type: 'string', help: 'edge | cloud (cloud: discardcloudservice, forwardkubesvctraffic, serviceenvupdater are off, as in yurt-hub) (default edge)' },
 ];
 
 export function parsePort(value: string, what: string): number {
@@ -137,6 +153,10 @@ export function resolveOptions(input: Partial<PoolviewOptions>): PoolviewOptions
     configMapName: input.configMapName || DEFAULTS.configMapName,
     configMapNamespace: input.configMapNamespace || DEFAULTS.configMapNamespace,
     featureGates: { ...(input.featureGates ?? {}) },
+    enableDummyIf: input.enableDummyIf ?? false,
+    dummyIfIp: input.dummyIfIp || undefined,
+    disabledFilters: [...(input.disabledFilters ?? [])],
+    workingMode: input.workingMode || DEFAULTS.workingMode,
   };
   if (!opts.nodeName) throw new UsageError('--node-name (or NODE_NAME) is required');
   if (!(LOG_LEVELS as readonly string[]).includes(opts.logLevel)) {
@@ -160,5 +180,26 @@ export function resolveOptions(input: Partial<PoolviewOptions>): PoolviewOptions
   for (const [what, port] of [['--port', opts.port], ['--secure-port', opts.securePort], ['--health-port', opts.healthPort]] as const) {
     if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) throw new UsageError(`${what}: ${port} is out of range 0-65535`);
   }
+  checkFilterOptions(opts);
   return opts;
+}
+
+/** --disabled-filters, --working-mode and --dummy-if-ip (also for `poolview view`). */
+export function checkFilterOptions(opts: Pick<PoolviewOptions, 'disabledFilters' | 'workingMode' | 'dummyIfIp'>): void {
+  const known = new Set(builtinFilters.map((f) => f.name));
+  for (const name of opts.disabledFilters) {
+    if (name !== '*' && !known.has(name)) throw new UsageError(`--disabled-filters: unknown filter ${JSON.stringify(name)} (known: ${[...known].join(', ')}, *)`);
+  }
+  if (opts.workingMode !== 'edge' && opts.workingMode !== 'cloud') throw new UsageError(`--working-mode: "${opts.workingMode}" is not edge or cloud`);
+  if (opts.dummyIfIp !== undefined && isIP(opts.dummyIfIp) === 0) throw new UsageError(`--dummy-if-ip: "${opts.dummyIfIp}" is not an IP address`);
+}
+
+/**
+ * The address in-cluster clients on this node reach poolview at (yurt-hub's: the dummy interface's
+ * when enabled, else the bind address); undefined for a wildcard or non-IP bind address.
+ */
+export function proxyHost(opts: Pick<PoolviewOptions, 'enableDummyIf' | 'dummyIfIp' | 'bindAddress'>): string | undefined {
+  if (opts.enableDummyIf) return opts.dummyIfIp ?? (isIP(opts.bindAddress) === 6 ? DEFAULTS.dummyIfIpv6 : DEFAULTS.dummyIfIp);
+  const bind = opts.bindAddress;
+  return isIP(bind) !== 0 && bind !== '0.0.0.0' && bind !== '::' ? bind : undefined;
 }

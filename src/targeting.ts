@@ -110,6 +110,11 @@ export class Targeting {
     return byComponent.get(normalised) ?? NO_FILTERS;
   }
 
+  /** Plural resource names some filter applies to: what a targeting change may re-decide. */
+  get resources(): ReadonlySet<string> {
+    return new Set(this.filters.flatMap((f) => f.resources));
+  }
+
   /** Components a filter applies to (defaults, then ConfigMap additions); empty for an unknown filter. */
   componentsFor(filterName: string): readonly string[] {
     return this.components.get(filterName) ?? NO_COMPONENTS;

@@ -3,7 +3,8 @@
 // Read-only, against any cluster and without a running poolview: starts the same scope sources the
 // proxy uses (for the given node), LISTs Services and EndpointSlices once with poolview's own
 // credentials, applies the filters that target the component, and reports each Service and endpoint
-// the component does not see, with the filter and the annotation value or pool behind it.
+// the component does not see, with the filter and the annotation value or pool behind it, and each
+// object a filter rewrites (the kubelet's view of default/kubernetes, its Pods, kube-proxy's config).
 // The explanations are written here, next to (not inside) the filters: the decision always comes
 // from the filters themselves; an explanation that disagrees with it falls back to a plain statement.
 import { existsSync } from 'node:fs';
@@ -12,6 +13,7 @@ import { delimiter, join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { request } from 'undici';
 import {
+  ANNOTATION_DISCARD,
   ANNOTATION_NODEPORT_AUTO_LISTEN,
   ANNOTATION_NODEPORT_LISTEN,
   ANNOTATION_TOPOLOGY_KEYS,
@@ -23,9 +25,9 @@ import {
   annotation,
   label,
 } from '../../filters/annotations.js';
-import { builtinFilters } from '../../filters/index.js';
+import { enabledFilters, type WorkingMode } from '../../filters/index.js';
 import { applyChain, type Filter, type KubeObject, type Scope } from '../../filters/types.js';
-import { DEFAULTS, UsageError, parseFeatureGates } from '../options.js';
+import { DEFAULTS, UsageError, checkFilterOptions, parseBool, parseFeatureGates, parsePort, proxyHost } from '../options.js';
 import { Revisions } from '../revisions.js';
 import { ScopeSources } from '../scope/sources.js';
 import { Targeting, isNeverFiltered, normaliseComponent } from '../targeting.js';
@@ -36,7 +38,9 @@ export const HELP = `Usage: poolview view --node NAME [options]
 
 Shows what a node's component (kube-proxy by default) sees through poolview: which Services and
 EndpointSlice endpoints are in its view, and for each one left out, which filter removed it and why
-(the annotation value, the node's pool, the endpoint's node and pool).
+(the annotation value, the node's pool, the endpoint's node and pool); and each object a filter
+rewrites for it, with the change (kubelet: default/kubernetes, the node's Pods, kube-system
+ConfigMaps; kube-proxy: the default/kubernetes EndpointSlice).
 
 Read-only. Needs no running poolview: it reads the cluster with the given credentials (list/watch of
 services, endpointslices, nodes, nodepools and the yurt-hub-cfg ConfigMap) and applies the same
@@ -54,6 +58,8 @@ Options:
   --configmap-name NAME    ConfigMap that adds components to filters (default: ${DEFAULTS.configMapName})
   --configmap-namespace NS namespace of that ConfigMap (default: ${DEFAULTS.configMapNamespace})
   --feature-gates GATES    as given to the poolview DaemonSet, e.g. NodePortAutoListen=true
+  --bind-address, --secure-port, --enable-dummy-if, --dummy-if-ip, --disabled-filters,
+  --working-mode           as given to the poolview DaemonSet (defaults as poolview's)
   -o, --output FORMAT      table (default) or json
   -h, --help               show this help
 
@@ -75,10 +81,37 @@ export interface ViewArgs {
   featureGates: Record<string, boolean>;
   output: 'table' | 'json';
   help: boolean;
+  bindAddress: string;
+  securePort: number;
+  enableDummyIf: boolean;
+  dummyIfIp?: string;
+  disabledFilters: string[];
+  workingMode: WorkingMode;
 }
 
-type ValueFlag = 'node' | 'component' | 'nodepool-name' | 'kubeconfig' | 'context' | 'configmap-name' | 'configmap-namespace' | 'feature-gates' | 'output';
+type ValueFlag =
+  | 'node'
+  | 'component'
+  | 'nodepool-name'
+  | 'kubeconfig'
+  | 'context'
+  | 'configmap-name'
+  | 'configmap-namespace'
+  | 'feature-gates'
+  | 'output'
+  | 'bind-address'
+  | 'secure-port'
+  | 'enable-dummy-if'
+  | 'dummy-if-ip'
+  | 'disabled-filters'
+  | 'working-mode';
 const VALUE_FLAGS: ReadonlySet<string> = new Set<ValueFlag>([
+  'bind-address',
+  'secure-port',
+  'enable-dummy-if',
+  'dummy-if-ip',
+  'disabled-filters',
+  'working-mode',
   'node',
   'component',
   'nodepool-name',
@@ -137,7 +170,17 @@ export function parseViewArgs(argv: readonly string[], env: NodeJS.ProcessEnv = 
   if (kubeconfig === '') throw new UsageError('--kubeconfig needs a path');
   const context = values.get('context');
   if (context === '') throw new UsageError('--context needs a name');
+  const proxy = {
+    bindAddress: values.get('bind-address') || DEFAULTS.bindAddress,
+    securePort: parsePort(values.get('secure-port') ?? String(DEFAULTS.securePort), '--secure-port'),
+    enableDummyIf: parseBool(values.get('enable-dummy-if') ?? 'false', '--enable-dummy-if'),
+    dummyIfIp: values.get('dummy-if-ip') || undefined,
+    disabledFilters: (values.get('disabled-filters') ?? '').split(',').map((v) => v.trim()).filter((v) => v !== ''),
+    workingMode: (values.get('working-mode') || DEFAULTS.workingMode) as WorkingMode,
+  };
+  checkFilterOptions(proxy);
   return {
+    ...proxy,
     node,
     component,
     nodePoolName: values.get('nodepool-name')?.trim() || undefined,
@@ -160,6 +203,11 @@ function emptyArgs(): ViewArgs {
     featureGates: {},
     output: 'table',
     help: false,
+    bindAddress: DEFAULTS.bindAddress,
+    securePort: DEFAULTS.securePort,
+    enableDummyIf: false,
+    disabledFilters: [],
+    workingMode: DEFAULTS.workingMode,
   };
 }
 
@@ -199,14 +247,29 @@ export interface EndpointSliceView {
   note?: string;
 }
 
+/** An object a filter rewrites for the component (it stays in view, changed). */
+export interface ChangedObject {
+  resource: string;
+  namespace: string;
+  name: string;
+  filter: string;
+  change: string;
+}
+
+/** The resources whose filters the report shows. */
+const REPORTED = ['services', 'endpointslices', 'pods', 'configmaps'] as const;
+
 export interface ViewReport {
   node: string;
   pool: string | null;
   component: string;
+  /** Where in-cluster clients are sent ("host:port"), null when poolview has no address for them. */
+  proxyAddress: string | null;
   /** Filters applied to this component's LISTs, in chain order. */
-  filters: { services: string[]; endpointslices: string[] };
+  filters: Record<(typeof REPORTED)[number], string[]>;
   services: ServiceView[];
   endpointSlices: EndpointSliceView[];
+  changed: ChangedObject[];
 }
 
 const quote = (value: string) => JSON.stringify(value);
@@ -352,7 +415,12 @@ export function viewService(item: KubeObject, chain: readonly Filter[], scope: S
   let current: KubeObject = service;
   for (const filter of chain) {
     const next = filter.apply(current, scope);
-    const said = filter.name === 'nodeportisolation' ? explainNodePort(current, scope, next !== null) : next === null ? fallback(filter.name, false) : undefined;
+    const said =
+      filter.name === 'nodeportisolation'
+        ? explainNodePort(current, scope, next !== null)
+        : next === null
+          ? (filter.name === 'discardcloudservice' ? explainDiscard(current) : undefined) ?? fallback(filter.name, false)
+          : undefined;
     if (said !== undefined && (next === null || view.reason === undefined)) view.reason = said;
     if (next === null) break;
     current = next;
@@ -389,7 +457,9 @@ export function viewEndpointSlice(item: KubeObject, chain: readonly Filter[], sc
           ? `${filter}: the EndpointSlice is not in this node's view`
           : filter === 'servicetopology'
             ? explainTopologyRemoval(service, scope, ip, node)
-            : `${filter}: removed; ${ip} is on ${poolOfText(scope, node)}`;
+            : filter === 'forwardkubesvctraffic'
+              ? `forwardkubesvctraffic: the kubernetes Service goes to poolview at ${addressText(scope)} instead`
+              : `${filter}: removed; ${ip} is on ${poolOfText(scope, node)}`;
       removed.push({ ip, node: node ?? null, reason });
     }
   }
@@ -401,6 +471,69 @@ export function viewEndpointSlice(item: KubeObject, chain: readonly Filter[], sc
   return view;
 }
 
+/** Why discardcloudservice drops a Service. */
+function explainDiscard(service: KubeObject): string | undefined {
+  if (service.metadata.name === 'x-tunnel-server-internal-svc') return 'discardcloudservice: the tunnel server\'s internal Service is for the cloud';
+  const discard = annotation(service, ANNOTATION_DISCARD);
+  return discard === undefined ? undefined : `discardcloudservice: LoadBalancer with ${ANNOTATION_DISCARD}=${quote(discard)} is for the cloud`;
+}
+
+function addressText(scope: Scope): string {
+  const a = scope.proxyAddress;
+  return a ? `${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.securePort}` : '<none>';
+}
+
+function httpsPortOf(ports: unknown): string {
+  const https = Array.isArray(ports) ? ports.find((p) => (p as { name?: unknown })?.name === 'https') : undefined;
+  return String((https as { port?: unknown } | undefined)?.port ?? '<none>');
+}
+
+/** What a filter changed in an object, in one line (masterservice, forwardkubesvctraffic, inclusterconfig, serviceenvupdater). */
+export function describeChange(filter: string, before: KubeObject, after: KubeObject): string {
+  const spec = (o: KubeObject) => (o.spec ?? {}) as Record<string, unknown>;
+  switch (filter) {
+    case 'masterservice': {
+      const ips = (o: KubeObject) => ipList(Array.isArray(spec(o).clusterIPs) ? (spec(o).clusterIPs as string[]) : [String(spec(o).clusterIP)]);
+      return `cluster IP ${ips(before)} → ${ips(after)}, port https ${httpsPortOf(spec(before).ports)} → ${httpsPortOf(spec(after).ports)}: pods get KUBERNETES_SERVICE_HOST/PORT of poolview`;
+    }
+    case 'forwardkubesvctraffic':
+      return `endpoints ${ipList(endpointsOf(before).flatMap(addressesOf))} → ${ipList(endpointsOf(after).flatMap(addressesOf))}, port https ${httpsPortOf(before.ports)} → ${httpsPortOf(after.ports)}: the kubernetes Service goes to poolview`;
+    case 'inclusterconfig':
+      return 'config.conf: kubeconfig line commented out, so kube-proxy uses in-cluster config (poolview)';
+    case 'serviceenvupdater': {
+      const envs = (o: KubeObject) => (Array.isArray(spec(o).containers) ? (spec(o).containers as Array<{ name?: string; env?: Array<{ name?: string; value?: string }> }>) : []);
+      const after_ = envs(after);
+      const changes = envs(before).flatMap((c, i) =>
+        (c.env ?? []).flatMap((e, j) => {
+          const next = after_[i]?.env?.[j]?.value;
+          return next !== e.value ? [`${c.name}: ${e.name} ${e.value ?? '<unset>'} → ${next}`] : [];
+        }),
+      );
+      return changes.join('; ');
+    }
+    default:
+      return `changed by ${filter}`;
+  }
+}
+
+/** The objects a chain rewrites (kept, different), with the filter and the change. */
+function changedObjects(resource: string, items: readonly KubeObject[], chain: readonly Filter[], scope: Scope): ChangedObject[] {
+  const out: ChangedObject[] = [];
+  for (const item of items) {
+    let current = item;
+    for (const filter of chain) {
+      const next = filter.apply(current, scope);
+      if (next === null) break;
+      if (next !== current) {
+        const { namespace = '', name = '' } = item.metadata;
+        out.push({ resource, namespace, name, filter: filter.name, change: describeChange(filter.name, current, next) });
+      }
+      current = next;
+    }
+  }
+  return out.sort((a, b) => byKey(a, b) || (a.resource < b.resource ? -1 : a.resource > b.resource ? 1 : 0));
+}
+
 export function buildReport(input: {
   node: string;
   component: string;
@@ -408,17 +541,27 @@ export function buildReport(input: {
   targeting: Targeting;
   services: readonly KubeObject[];
   endpointSlices: readonly KubeObject[];
+  pods?: readonly KubeObject[];
+  configMaps?: readonly KubeObject[];
 }): ViewReport {
   const { scope, targeting, component } = input;
-  const serviceChain = targeting.filtersFor(component, 'services', 'list');
-  const sliceChain = targeting.filtersFor(component, 'endpointslices', 'list');
+  const chain = (resource: string) => targeting.filtersFor(component, resource, 'list');
+  const typedAll = (items: readonly KubeObject[] | undefined, kind: string, apiVersion: string) => (items ?? []).map((i) => typed(i, kind, apiVersion));
+  const objects: Record<(typeof REPORTED)[number], KubeObject[]> = {
+    services: typedAll(input.services, 'Service', 'v1'),
+    endpointslices: typedAll(input.endpointSlices, 'EndpointSlice', 'discovery.k8s.io/v1'),
+    pods: typedAll(input.pods, 'Pod', 'v1'),
+    configmaps: typedAll(input.configMaps, 'ConfigMap', 'v1'),
+  };
   return {
     node: input.node,
     pool: scope.nodePool ?? null,
     component,
-    filters: { services: serviceChain.map((f) => f.name), endpointslices: sliceChain.map((f) => f.name) },
-    services: input.services.map((s) => viewService(s, serviceChain, scope)).sort(byKey),
-    endpointSlices: input.endpointSlices.map((s) => viewEndpointSlice(s, sliceChain, scope)).sort(byKey),
+    proxyAddress: scope.proxyAddress ? addressText(scope) : null,
+    filters: Object.fromEntries(REPORTED.map((r) => [r, chain(r).map((f) => f.name)])) as ViewReport['filters'],
+    services: objects.services.map((s) => viewService(s, chain('services'), scope)).sort(byKey),
+    endpointSlices: objects.endpointslices.map((s) => viewEndpointSlice(s, chain('endpointslices'), scope)).sort(byKey),
+    changed: REPORTED.flatMap((r) => changedObjects(r, objects[r], chain(r), scope)),
   };
 }
 
@@ -439,10 +582,12 @@ export function formatTable(report: ViewReport): string {
   const out: string[] = [];
   out.push(`NODE ${report.node}   POOL ${report.pool ?? '<none>'}   COMPONENT ${report.component}`);
   const f = report.filters;
-  if (f.services.length === 0 && f.endpointslices.length === 0) {
-    out.push(`No filter targets ${report.component}: it sees Services and EndpointSlices unfiltered.`);
+  if (REPORTED.every((r) => f[r].length === 0)) {
+    out.push(`No filter targets ${report.component}: it sees Services, EndpointSlices, Pods and ConfigMaps unfiltered.`);
   } else {
-    out.push(`FILTERS   services: ${f.services.join(', ') || '<none>'}   endpointslices: ${f.endpointslices.join(', ') || '<none>'}`);
+    // Services and EndpointSlices always; Pods and ConfigMaps where a filter targets them.
+    const shown = REPORTED.filter((r) => r === 'services' || r === 'endpointslices' || f[r].length > 0);
+    out.push(`FILTERS   ${shown.map((r) => `${r}: ${f[r].join(', ') || '<none>'}`).join('   ')}`);
   }
 
   const visible = report.services.filter((s) => s.visible).length;
@@ -468,6 +613,10 @@ export function formatTable(report: ViewReport): string {
     ...(s.note ? [[`${s.namespace}/${s.name}`, '', s.note]] : []),
   ]);
   if (details.length > 0) out.push('', 'REMOVED ENDPOINTS', columns([['ENDPOINTSLICE', 'IP', 'REASON'], ...details]));
+  if (report.changed.length > 0) {
+    out.push('', `CHANGED OBJECTS (poolview's address for in-cluster clients: ${report.proxyAddress ?? '<none>'})`);
+    out.push(columns([['RESOURCE', 'NAMESPACE', 'NAME', 'FILTER', 'CHANGE'], ...report.changed.map((c) => [c.resource, c.namespace, c.name, c.filter, c.change])]));
+  }
   return out.join('\n') + '\n';
 }
 
@@ -600,8 +749,10 @@ export async function run(argv: string[], io: ViewIo = { stdout: process.stdout,
     }
   }
 
-  const targeting = new Targeting(builtinFilters);
+  const targeting = new Targeting(enabledFilters(args.disabledFilters, args.workingMode));
+  const host = proxyHost(args);
   const scope = new ScopeSources({
+    proxyAddress: host === undefined ? undefined : { host, securePort: args.securePort },
     upstream,
     nodeName: args.node,
     nodePoolName: args.nodePoolName,
@@ -617,15 +768,19 @@ export async function run(argv: string[], io: ViewIo = { stdout: process.stdout,
     await listAll(upstream, '/api/v1/services', {}, true);
     scope.start();
     await waitSynced(scope, deps.syncTimeoutMs ?? SYNC_TIMEOUT_MS);
-    const [nodes, services, endpointSlices] = await Promise.all([
+    const targeted = (resource: string) => targeting.filtersFor(args.component, resource, 'list').length > 0;
+    const [nodes, services, endpointSlices, pods, configMaps] = await Promise.all([
       listAll(upstream, '/api/v1/nodes', { fieldSelector: `metadata.name=${args.node}` }),
       listAll(upstream, '/api/v1/services'),
       listAll(upstream, '/apis/discovery.k8s.io/v1/endpointslices'),
+      // As the kubelet reads them: its node's Pods; of the ConfigMaps, kube-system's (kube-proxy's).
+      targeted('pods') ? listAll(upstream, '/api/v1/pods', { fieldSelector: `spec.nodeName=${args.node}` }) : [],
+      targeted('configmaps') ? listAll(upstream, '/api/v1/namespaces/kube-system/configmaps') : [],
     ]);
     if (nodes.length === 0) io.stderr.write(`warning: node ${quote(args.node)} not found in the cluster\n`);
     if (isNeverFiltered(args.component)) io.stderr.write(`warning: ${args.component} is never filtered by poolview\n`);
     for (const warning of targeting.configWarnings) io.stderr.write(`warning: ${warning}\n`);
-    const report = buildReport({ node: args.node, component: args.component, scope, targeting, services, endpointSlices });
+    const report = buildReport({ node: args.node, component: args.component, scope, targeting, services, endpointSlices, pods, configMaps });
     io.stdout.write(args.output === 'json' ? JSON.stringify(report, null, 2) + '\n' : formatTable(report));
     return 0;
   } catch (err) {

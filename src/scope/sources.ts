@@ -3,7 +3,7 @@
 // pools of Services (auto-listen), the yurt-hub-cfg ConfigMap — and say which filtered resources
 // must be re-evaluated when one of them changes.
 import type { Logger } from 'pino';
-import type { KubeObject, Scope } from '../../filters/types.js';
+import type { KubeObject, ProxyAddress, Scope } from '../../filters/types.js';
 import type { Upstream } from '../types.js';
 import { NotServedError, Reflector, keyOnly, metadataOnly, objectKey, type ReflectorHandler } from '../reflector.js';
 import type { Revisions } from '../revisions.js';
@@ -29,6 +29,7 @@ export interface ScopeSourceOptions {
   log: Logger;
   /** Debounce for auto-listen endpoint pool changes (a rolling update must not flap the port). */
   autoListenDebounceMs?: number;
+  proxyAddress?: ProxyAddress;
 }
 
 /**
@@ -60,8 +61,11 @@ export class ScopeSources implements Scope {
   private readonly warned = new Set<string>();
   private stopped = false;
 
+  private address: ProxyAddress | undefined;
+
   constructor(private readonly opts: ScopeSourceOptions) {
     this.nodeName = opts.nodeName;
+    this.address = opts.proxyAddress;
   }
 
   // ---- Scope ----
@@ -87,6 +91,21 @@ export class ScopeSources implements Scope {
 
   endpointPools(namespace: string, serviceName: string): ReadonlySet<string> | undefined {
     return this.endpointPoolsPublished.get(`${namespace}/${serviceName}`);
+  }
+
+  get proxyAddress(): ProxyAddress | undefined {
+    return this.address;
+  }
+
+  /** poolview's address is known (a secure port on port 0 is known once it listens): a scope change when it differs. */
+  setProxyAddress(address: ProxyAddress | undefined): void {
+    if (address?.host === this.address?.host && address?.securePort === this.address?.securePort) return;
+    this.address = address;
+    this.notify(new Set(this.opts.targeting.resources), 'proxy-address');
+  }
+
+  filterWarning(key: string, message: string): void {
+    this.warnOnce(key, {}, message);
   }
 
   gate(name: string): boolean {
@@ -274,7 +293,7 @@ export class ScopeSources implements Scope {
     for (const warning of warnings) this.warnOnce(warning, { configMap: this.opts.configMap.name }, `ignoring ConfigMap entry: ${warning}`);
     if (this.opts.targeting.version !== version) {
       this.opts.log.info({ configMap: this.opts.configMap.name }, 'filter targeting changed');
-      this.notify(new Set(['services', ...ENDPOINT_RESOURCES]), 'configmap');
+      this.notify(new Set(this.opts.targeting.resources), 'configmap');
     }
   };
 

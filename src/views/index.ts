@@ -3,7 +3,7 @@
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { InterceptContext, Interceptor, Upstream } from '../types.js';
-import { builtinFilters } from '../../filters/index.js';
+import { builtinFilters, type Filter, type ProxyAddress } from '../../filters/index.js';
 import { Targeting } from '../targeting.js';
 import { Revisions } from '../revisions.js';
 import { ScopeSources } from '../scope/sources.js';
@@ -25,6 +25,10 @@ export interface ViewOptions {
   /** How long a targeted request waits for the scope sources before a 503 (default 10 s). */
   readyWaitMs?: number;
   autoListenDebounceMs?: number;
+  /** The filters that run (--disabled-filters, --working-mode); default: every built-in one. */
+  filters?: readonly Filter[];
+  /** Where in-cluster clients reach poolview; later with ViewService.scope.setProxyAddress. */
+  proxyAddress?: ProxyAddress;
 }
 
 export interface ReadinessCheck {
@@ -46,7 +50,8 @@ const VIEW_VERBS = new Set(['get', 'list', 'watch']);
 
 export async function startViews(opts: ViewOptions): Promise<ViewService> {
   const revisions = new Revisions();
-  const targeting = new Targeting(builtinFilters);
+  const filters = opts.filters ?? builtinFilters;
+  const targeting = new Targeting(filters);
   const scope = new ScopeSources({ ...opts, targeting, revisions });
   const registry = new ViewRegistry(revisions, opts.registry, opts.log);
   // Until the sources have synced no targeted request was served: what they learn meanwhile is the
@@ -57,12 +62,12 @@ export async function startViews(opts: ViewOptions): Promise<ViewService> {
   // so only their answers need the scope-change marks of docs/design.md rule 5. Bounded by the ConfigMap's size.
   const everTargeted = new Set<string>();
   const noteTargeted = () => {
-    for (const filter of builtinFilters) for (const c of targeting.componentsFor(filter.name)) everTargeted.add(c);
+    for (const filter of filters) for (const c of targeting.componentsFor(filter.name)) everTargeted.add(c);
   };
   noteTargeted();
   scope.onChange(noteTargeted);
   const deps: ViewDeps = { scope, revisions, registry };
-  const filterable = new Set(builtinFilters.flatMap((f) => f.resources));
+  const filterable = new Set(filters.flatMap((f) => f.resources));
   const transitions = () => scope.gate('ViewTransitions');
 
   // Requests served before the sources synced were decided with the default targeting only. The

@@ -13,7 +13,8 @@ import { readFileSync, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 import { LABEL_NODEPOOL } from '../../filters/annotations.js';
-import type { KubeObject, Scope } from '../../filters/types.js';
+import { expect, it } from 'vitest';
+import type { Filter, KubeObject, Scope } from '../../filters/types.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 export type SpecCase = Record<string, any> & { id: string };
@@ -245,4 +246,98 @@ export function sliceIps(obj: KubeObject): string[] {
 export function without(obj: KubeObject, field: string): Record<string, unknown> {
   const { [field]: _omit, ...rest } = obj;
   return rest;
+}
+
+/** The `other_filters` cases of one filter. */
+export function otherFilterCases(filter: string): SpecCase[] {
+  return (loadSpec().other_filters as SpecCase[]).filter((c) => c.filter === filter);
+}
+
+/** poolview's address as a case's config gives it (yurt-hub's defaults otherwise). */
+export function addressScope(config: Record<string, any> = {}, fields: Parameters<typeof makeScope>[0] = {}): Scope & { warnings: string[] } {
+  const warnings: string[] = [];
+  const seen = new Set<string>();
+  return {
+    ...makeScope(fields),
+    proxyAddress: { host: config.host ?? '169.254.2.1', securePort: Number(config.securePort ?? config.port ?? 10268) },
+    filterWarning(key, message) {
+      if (seen.has(key)) return;
+      seen.add(key);
+      warnings.push(message);
+    },
+    warnings,
+  };
+}
+
+/**
+ * An object from an `other_filters` input shorthand (Service, EndpointSlice, ConfigMap, Pod), with
+ * the fields a filter must leave alone. `typeMeta: false` builds it as a list item.
+ */
+export function otherFilterObject(input: Record<string, any>, opts: { typeMeta?: boolean } = {}): KubeObject {
+  const { kind, apiVersion, namespace, name, annotations, ...fields } = input;
+  const metadata = {
+    name: name ?? `${String(kind).toLowerCase()}1`,
+    namespace: namespace ?? NAMESPACE,
+    resourceVersion: '500',
+    labels: { app: 'spec' },
+    annotations: { ...(annotations ?? {}) },
+  };
+  let body: Record<string, unknown>;
+  switch (kind) {
+    case 'Service':
+      body = {
+        spec: {
+          type: fields.type ?? 'ClusterIP',
+          clusterIP: fields.clusterIP ?? '10.96.105.187',
+          clusterIPs: fields.clusterIPs ?? [fields.clusterIP ?? '10.96.105.187'],
+          ports: fields.ports ?? [{ name: 'http', port: 80, protocol: 'TCP' }],
+          sessionAffinity: 'None',
+        },
+      };
+      break;
+    case 'EndpointSlice':
+      body = { addressType: fields.addressType, endpoints: fields.endpoints ?? [{ addresses: ['172.16.0.10'] }], ports: fields.ports ?? [{ name: 'https', port: 6443, protocol: 'TCP' }] };
+      break;
+    case 'ConfigMap':
+      body = { data: fields.data ?? {} };
+      break;
+    case 'Pod':
+      body = {
+        spec: {
+          initContainers: [{ name: 'init', image: 'busybox', env: [{ name: 'KUBERNETES_SERVICE_HOST', value: 'init-host' }] }],
+          containers: (fields.containers ?? []).map((c: Record<string, unknown>, i: number) => ({ name: `c${i}`, image: 'busybox', ...c })),
+          nodeName: 'node1',
+        },
+      };
+      break;
+    default:
+      throw new Error(`no shorthand for kind ${kind}`);
+  }
+  const obj: KubeObject = { metadata, ...body };
+  if (opts.typeMeta === false) return obj;
+  return { apiVersion: apiVersion ?? (kind === 'EndpointSlice' ? 'discovery.k8s.io/v1' : 'v1'), kind, ...obj };
+}
+
+/**
+ * Runs a filter on every `other_filters` case of it: `expect` fields are the input's with those
+ * fields replaced; unchanged/kept = the very same object; dropped = null. The input is never mutated.
+ */
+export function runOtherFilterCases(filter: Filter): void {
+  for (const c of otherFilterCases(filter.name)) {
+    const title = `${c.id}: ${c.expect.note ?? c.expect.result ?? 'transformed'}`;
+    for (const typeMeta of [true, false]) {
+      it(`${title}${typeMeta ? '' : ' (list item without kind)'}`, () => {
+        const input = otherFilterObject(c.input, { typeMeta });
+        const before = structuredClone(input);
+        const out = filter.apply(input, addressScope(c.config));
+        expect(input, 'input must not be mutated').toEqual(before);
+        if (c.expect.result === 'dropped') expect(out).toBeNull();
+        else if (c.expect.result === 'unchanged' || c.expect.result === 'kept') expect(out).toBe(input);
+        else {
+          const { result: _r, note: _n, ...fields } = c.expect;
+          expect(out).toEqual(otherFilterObject({ ...c.input, ...fields }, { typeMeta }));
+        }
+      });
+    }
+  }
 }

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULTS, FLAGS, type FlagSpec } from '../../src/options.js';
+import { DEFAULTS, FLAGS, proxyHost, resolveOptions, type FlagSpec, type PoolviewOptions } from '../../src/options.js';
 import { main, parseServeArgs, type CliIO } from '../../src/cli.js';
 import { startFakeApiserver, type FakeApiserver } from '../fake/apiserver.js';
 import { waitFor } from './proxy-harness.js';
@@ -135,6 +135,9 @@ describe('mistakes are one line on stderr and exit code 2', () => {
     ['a missing kubeconfig', ['--node-name', 'n', '--kubeconfig', '/nonexistent/kubeconfig'], {}, /^poolview: cannot read kubeconfig \/nonexistent\/kubeconfig: no such file\n$/],
     ['a missing kubeconfig from KUBECONFIG', [], { NODE_NAME: 'n', KUBECONFIG: '/nonexistent/kc' }, /^poolview: cannot read kubeconfig \/nonexistent\/kc/],
     ['neither kubeconfig nor cluster', ['--node-name', 'n'], {}, /^poolview: no --kubeconfig .* not running in a cluster/],
+    ['an unknown filter to disable', ['--node-name', 'n', '--disabled-filters', 'masterservice,nope'], {}, /^poolview: --disabled-filters: unknown filter "nope" /],
+    ['a bad working mode', ['--node-name', 'n'], { POOLVIEW_WORKING_MODE: 'local' }, /^poolview: --working-mode: "local" is not edge or cloud/],
+    ['a dummy address that is not an IP', ['--node-name', 'n', '--enable-dummy-if', '--dummy-if-ip', 'hub-dummy0'], {}, /^poolview: --dummy-if-ip: "hub-dummy0" is not an IP address/],
   ])('%s', async (_what, argv, env, message) => {
     const { code, stdout, stderr } = await run(argv, env);
     expect(code).toBe(2);
@@ -178,6 +181,30 @@ describe('flags and environment', () => {
       featureGates: { NodePortAutoListen: true, ViewTransitions: false },
       configMapNamespace: 'cfg',
     });
+  });
+});
+
+describe('in-cluster client filters: --disabled-filters, --working-mode, poolview\'s address', () => {
+  it('lists from a flag or its environment twin, trimmed', () => {
+    expect(parseServeArgs(['--disabled-filters', ' masterservice, ,inclusterconfig '], {}).disabledFilters).toEqual(['masterservice', 'inclusterconfig']);
+    expect(parseServeArgs([], { POOLVIEW_DISABLED_FILTERS: '*', POOLVIEW_WORKING_MODE: 'cloud', POOLVIEW_ENABLE_DUMMY_IF: 'true', POOLVIEW_DUMMY_IF_IP: '169.254.9.9' })).toEqual({
+      disabledFilters: ['*'],
+      workingMode: 'cloud',
+      enableDummyIf: true,
+      dummyIfIp: '169.254.9.9',
+    });
+  });
+
+  it('the address: the dummy one when enabled (IPv6 default with an IPv6 bind), else a specific bind address, else none', () => {
+    const opts = (o: Partial<PoolviewOptions>) => resolveOptions({ nodeName: 'n', ...o });
+    expect(proxyHost(opts({}))).toBe('127.0.0.1');
+    expect(proxyHost(opts({ bindAddress: '10.0.0.7' }))).toBe('10.0.0.7');
+    expect(proxyHost(opts({ bindAddress: '0.0.0.0' }))).toBeUndefined();
+    expect(proxyHost(opts({ enableDummyIf: true }))).toBe('169.254.2.1');
+    expect(proxyHost(opts({ enableDummyIf: true, bindAddress: '::1' }))).toBe('fd00::2:1');
+    expect(proxyHost(opts({ enableDummyIf: true, bindAddress: '0.0.0.0', dummyIfIp: '169.254.3.3' }))).toBe('169.254.3.3');
+    expect(opts({}).workingMode).toBe('edge');
+    expect(opts({}).disabledFilters).toEqual([]);
   });
 });
 

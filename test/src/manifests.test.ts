@@ -248,7 +248,7 @@ describe('config/yurt-hub-cfg.yaml', () => {
   it('is the ConfigMap poolview reads by default, with one empty key per filter', () => {
     expect(cm.metadata.name).toBe(DEFAULTS.configMapName);
     expect(cm.metadata.namespace).toBe(DEFAULTS.configMapNamespace);
-    expect(cm.data).toEqual({ servicetopology: '', nodeportisolation: '' });
+    expect(cm.data).toEqual(Object.fromEntries(builtinFilters.map((f) => [f.name, ''])));
     for (const key of Object.keys(cm.data)) expect(builtinFilters.map((f) => f.name)).toContain(key);
     const targeting = new Targeting(builtinFilters);
     expect(targeting.setConfigMap(cm.data).warnings).toEqual([]);

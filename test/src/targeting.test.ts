@@ -1,15 +1,8 @@
 // Targeting: every case of test/fixtures/openyurt-cases.yaml section `approver_and_config`, plus the
 // ConfigMap parsing, caching and version rules.
 //
-// The spec's cases name all seven yurt-hub filters; the five poolview does not implement here are
-// stand-ins (name, resources, default components from yurt-hub's defaults table), registered with
-// ours in yurt-hub's registration order.
-//
-// CFG-18 — yurt-hub's quirk of `--disabled-resource-filters=*` in cloud working mode (the
-// cloud-disabled names are appended, so `*` stops meaning "all" and servicetopology stays on).
-// poolview has neither that flag nor working modes, so the case runs against poolview as shipped
-// (its built-in filters, nothing disabled): kube-proxy's EndpointSlice LIST gets servicetopology,
-// the same answer as yurt-hub's, for poolview's own reason.
+// The spec's cases name all seven yurt-hub filters: poolview's built-in ones, in yurt-hub's
+// registration order; working mode and `--disabled-resource-filters` through enabledFilters().
 //
 // Cases where poolview differs on purpose (our behaviour asserted, see OURS below):
 //   - CFG-03 (kube-proxy GET services): targeted. docs/design.md §6 (compatibility): "GET outside the view
@@ -20,10 +13,20 @@
 //     case-insensitively and cut at `/`".
 //   - CFG-05 (kubelet PATCH pods → serviceenvupdater): poolview targets only get/list/watch (the view
 //     engine serves LIST/GET/WATCH, docs/design.md §5 step 1); a patch response is never filtered.
-//   - CFG-04 (kubelet GET configmaps → inclusterconfig) and CFG-01/02/06 hold as in yurt-hub.
+//   - CFG-18 (`--disabled-resource-filters=*` in cloud mode): yurt-hub appends the cloud-disabled names,
+//     so `*` stops meaning "all" there (a quirk); in poolview `*` disables every filter in both modes.
+//   - CFG-04 (kubelet GET configmaps → inclusterconfig), CFG-16/17 and CFG-01/02/06 hold as in yurt-hub.
 
 import { describe, expect, it } from 'vitest';
-import { builtinFilters } from '../../filters/index.js';
+import {
+  builtinFilters,
+  discardCloudServiceFilter,
+  enabledFilters,
+  forwardKubeSvcTrafficFilter,
+  inClusterConfigFilter,
+  masterServiceFilter,
+  serviceEnvUpdaterFilter,
+} from '../../filters/index.js';
 import { nodePortIsolationFilter } from '../../filters/nodeportisolation.js';
 import { serviceTopologyFilter } from '../../filters/servicetopology.js';
 import type { Filter } from '../../filters/types.js';
@@ -37,24 +40,13 @@ const standIn = (name: string, resources: string[], defaultComponents: string[])
   apply: (obj) => obj,
 });
 
-/** yurt-hub's registry, in its registration order. */
-const yurthubRegistry: readonly Filter[] = [
-  serviceTopologyFilter,
-  standIn('masterservice', ['services'], ['kubelet']),
-  standIn('discardcloudservice', ['services'], ['kube-proxy']),
-  standIn('inclusterconfig', ['configmaps'], ['kubelet']),
-  nodePortIsolationFilter,
-  standIn('forwardkubesvctraffic', ['endpointslices'], ['kube-proxy']),
-  standIn('serviceenvupdater', ['pods'], ['kubelet']),
-];
-/** Filters yurt-hub disables in cloud working mode. */
-const cloudDisabled = new Set(['discardcloudservice', 'forwardkubesvctraffic', 'serviceenvupdater']);
 
 /** Our expectation where poolview differs on purpose (see the header). */
 const OURS: Record<string, string[]> = {
   'CFG-03': ['discardcloudservice', 'nodeportisolation'],
   'CFG-05': [],
   'CFG-11': ['servicetopology'],
+  'CFG-18': [],
 };
 /** For cases whose expectation depends on the yurt-hub version: the version that behaves like us. */
 const VERSION_LIKE_OURS: Record<string, string> = {
@@ -62,8 +54,6 @@ const VERSION_LIKE_OURS: Record<string, string> = {
   'CFG-13': 'v1_1_to_v1_6_0',
   'CFG-19': 'v1_0',
 };
-/** Cases run against poolview's own filters, without the yurt-hub flags and modes it does not have (see the header). */
-const AS_SHIPPED = new Set(['CFG-18']);
 
 function expected(c: SpecCase): string[] {
   if (OURS[c.id]) return OURS[c.id];
@@ -83,13 +73,7 @@ describe('approver_and_config spec cases', () => {
   for (const c of loadSpec().approver_and_config as SpecCase[]) {
     const title = `${c.id}: ${c.request.userAgent || '(no UA)'} ${c.request.verb} ${c.request.resource}`;
     it(title, () => {
-      let registry: readonly Filter[] = yurthubRegistry;
-      if (AS_SHIPPED.has(c.id)) registry = builtinFilters;
-      else {
-        if (c.workingMode === 'cloud') registry = registry.filter((f) => !cloudDisabled.has(f.name));
-        if (c.flags?.['disabled-resource-filters']?.includes('*')) registry = [];
-      }
-      const targeting = new Targeting(registry);
+      const targeting = new Targeting(enabledFilters(c.flags?.['disabled-resource-filters'] ?? [], c.workingMode ?? 'edge'));
       const data = c.configmap ?? c.configmap_v1_0_format;
       if (data) {
         const { warnings } = targeting.setConfigMap(data);
@@ -108,16 +92,23 @@ describe('approver_and_config spec cases', () => {
 });
 
 describe('Targeting with the built-in filters', () => {
-  it('defaults: kube-proxy, coredns, nginx-ingress-controller for servicetopology; kube-proxy for nodeportisolation', () => {
+  it('defaults as yurt-hub: servicetopology for kube-proxy, coredns, nginx-ingress-controller; kube-proxy and kubelet get the rest', () => {
     const t = new Targeting(builtinFilters);
     for (const verb of ['get', 'list', 'watch']) {
-      for (const c of ['kube-proxy', 'coredns', 'nginx-ingress-controller']) {
+      for (const c of ['coredns', 'nginx-ingress-controller']) {
         expect(t.filtersFor(c, 'endpointslices', verb)).toEqual([serviceTopologyFilter]);
         expect(t.filtersFor(c, 'endpoints', verb)).toEqual([serviceTopologyFilter]);
       }
-      expect(t.filtersFor('kube-proxy', 'services', verb)).toEqual([nodePortIsolationFilter]);
+      expect(t.filtersFor('kube-proxy', 'endpointslices', verb)).toEqual([serviceTopologyFilter, forwardKubeSvcTrafficFilter]);
+      expect(t.filtersFor('kube-proxy', 'endpoints', verb)).toEqual([serviceTopologyFilter]);
+      expect(t.filtersFor('kube-proxy', 'services', verb)).toEqual([discardCloudServiceFilter, nodePortIsolationFilter]);
       expect(t.filtersFor('coredns', 'services', verb)).toEqual([]);
+      expect(t.filtersFor('kubelet', 'services', verb)).toEqual([masterServiceFilter]);
+      expect(t.filtersFor('kubelet', 'configmaps', verb)).toEqual([inClusterConfigFilter]);
+      expect(t.filtersFor('kubelet/v1.35.4 (linux/amd64) kubernetes/abc', 'pods', verb)).toEqual([serviceEnvUpdaterFilter]);
+      expect(t.filtersFor('kubelet', 'endpointslices', verb)).toEqual([]);
     }
+    expect([...t.resources].sort()).toEqual(['configmaps', 'endpoints', 'endpointslices', 'pods', 'services']);
     for (const verb of ['create', 'update', 'patch', 'delete', 'deletecollection']) {
       expect(t.filtersFor('kube-proxy', 'endpointslices', verb)).toEqual([]);
     }
@@ -250,7 +241,7 @@ describe('yurt-hub-cfg ConfigMap', () => {
   it('defaults cannot be removed through the ConfigMap', () => {
     const t = new Targeting(builtinFilters);
     t.setConfigMap({ servicetopology: '-kube-proxy' });
-    expect(t.filtersFor('kube-proxy', 'endpointslices', 'list')).toEqual([serviceTopologyFilter]);
+    expect(t.filtersFor('kube-proxy', 'endpointslices', 'list')).toEqual([serviceTopologyFilter, forwardKubeSvcTrafficFilter]);
   });
 });
 

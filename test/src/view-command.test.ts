@@ -90,7 +90,7 @@ describe('poolview view (fake apiserver)', () => {
   it('-o json: kube-proxy on n3 (pool-b) — Services and endpoints out of view, with the reason', async () => {
     const report = await viewJson(['--node', 'n3']);
     expect(report).toMatchObject({ node: 'n3', pool: 'pool-b', component: 'kube-proxy' });
-    expect(report.filters).toEqual({ services: ['nodeportisolation'], endpointslices: ['servicetopology'] });
+    expect(report.filters).toEqual({ services: ['discardcloudservice', 'nodeportisolation'], endpointslices: ['servicetopology', 'forwardkubesvctraffic'], pods: [], configmaps: [] });
 
     const svc = Object.fromEntries(report.services.map((s) => [s.name, s]));
     expect(svc.web).toEqual({
@@ -135,7 +135,7 @@ describe('poolview view (fake apiserver)', () => {
     expect(code).toBe(0);
     const lines = stdout.split('\n');
     expect(lines[0]).toBe('NODE n1   POOL pool-a   COMPONENT kube-proxy');
-    expect(lines[1]).toBe('FILTERS   services: nodeportisolation   endpointslices: servicetopology');
+    expect(lines[1]).toBe('FILTERS   services: discardcloudservice, nodeportisolation   endpointslices: servicetopology, forwardkubesvctraffic');
     expect(stdout).toContain('SERVICES (6 of 7 visible)');
     expect(lines.find((l) => /^default\s+bonly\s/.test(l))).toMatch(
       /^default\s+bonly\s+NodePort\s+no\s+nodeportisolation: nodeport\.openyurt\.io\/listen="pool-b" does not enable pool pool-a$/,
@@ -154,22 +154,22 @@ describe('poolview view (fake apiserver)', () => {
   it('coredns: endpoints filtered, Services not (nodeportisolation targets kube-proxy only)', async () => {
     const report = await viewJson(['--node', 'n3', '--component', 'CoreDNS/v1.11.1']);
     expect(report.component).toBe('coredns');
-    expect(report.filters).toEqual({ services: [], endpointslices: ['servicetopology'] });
+    expect(report.filters).toEqual({ services: [], endpointslices: ['servicetopology'], pods: [], configmaps: [] });
     expect(report.services.every((s) => s.visible && s.reason === undefined)).toBe(true);
     expect(report.endpointSlices.find((s) => s.name === 'web-x1')!.kept).toEqual(['10.0.0.3']);
   });
 
   it('yurt-hub-cfg adds a component: cilium-agent is filtered only once the ConfigMap names it', async () => {
     const before = await viewJson(['--node', 'n3', '--component', 'cilium-agent']);
-    expect(before.filters).toEqual({ services: [], endpointslices: [] });
+    expect(before.filters).toEqual({ services: [], endpointslices: [], pods: [], configmaps: [] });
     expect(before.endpointSlices.every((s) => s.removed.length === 0)).toBe(true);
     const { stdout } = await view(['--node', 'n3', '--component', 'cilium-agent']);
-    expect(stdout).toContain('No filter targets cilium-agent: it sees Services and EndpointSlices unfiltered.');
+    expect(stdout).toContain('No filter targets cilium-agent: it sees Services, EndpointSlices, Pods and ConfigMaps unfiltered.');
 
     fake.create('configmaps', { metadata: { name: 'yurt-hub-cfg', namespace: 'kube-system' }, data: { servicetopology: 'cilium-agent' } });
     try {
       const after = await viewJson(['--node', 'n3', '--component', 'cilium-agent']);
-      expect(after.filters).toEqual({ services: [], endpointslices: ['servicetopology'] });
+      expect(after.filters).toEqual({ services: [], endpointslices: ['servicetopology'], pods: [], configmaps: [] });
       expect(after.endpointSlices.find((s) => s.name === 'web-x1')!.kept).toEqual(['10.0.0.3']);
     } finally {
       fake.delete('configmaps', 'kube-system', 'yurt-hub-cfg');
@@ -381,5 +381,65 @@ describe('poolview view: cluster errors (exit 1, one line)', () => {
       await via.close();
     }
     expect(out.stderr).toBe('poolview view: scope sources not synced within 2s: scope-source-nodes (list /api/v1/nodes: HTTP 500: etcd is sad)\n');
+  });
+});
+
+describe('poolview view: what the in-cluster filters change (fake apiserver)', () => {
+  let fake2: FakeApiserver;
+  let upstream2: KubeUpstream;
+  beforeAll(async () => {
+    fake2 = await startFakeApiserver();
+    upstream2 = upstreamFromUrl(fake2.url);
+    fake2.create('nodes', { metadata: { name: 'e1' } });
+    fake2.create('services', { metadata: { name: 'kubernetes', namespace: 'default' }, spec: { type: 'ClusterIP', clusterIP: '10.96.0.1', clusterIPs: ['10.96.0.1'], ports: [{ name: 'https', port: 443 }] } });
+    fake2.create('services', { metadata: { name: 'cloud-lb', namespace: 'default', annotations: { 'svc.openyurt.io/discard': 'true' } }, spec: { type: 'LoadBalancer', ports: [{ port: 80, nodePort: 30081 }] } });
+    fake2.create('endpointslices', { metadata: { name: 'kubernetes', namespace: 'default', labels: { 'kubernetes.io/service-name': 'kubernetes' } }, addressType: 'IPv4', endpoints: [{ addresses: ['172.16.0.10'] }], ports: [{ name: 'https', port: 6443 }] });
+    fake2.create('configmaps', { metadata: { name: 'kube-proxy', namespace: 'kube-system' }, data: { 'config.conf': 'clientConnection:\n  kubeconfig: /var/lib/kube-proxy/kubeconfig.conf' } });
+    const env = [{ name: 'KUBERNETES_SERVICE_HOST', value: '10.0.0.1' }, { name: 'KUBERNETES_SERVICE_PORT', value: '443' }];
+    fake2.create('pods', { metadata: { name: 'p-e1', namespace: 'default' }, spec: { nodeName: 'e1', containers: [{ name: 'app', image: 'x', env }] } });
+    fake2.create('pods', { metadata: { name: 'p-other', namespace: 'default' }, spec: { nodeName: 'e2', containers: [{ name: 'app', image: 'x', env }] } });
+  });
+  afterAll(async () => {
+    await upstream2?.close();
+    await fake2?.close();
+  });
+
+  async function report(argv: string[]): Promise<{ json: ViewReport; table: string }> {
+    const json = capture();
+    expect(await run([...argv, '-o', 'json'], json.io, { upstream: upstream2, env: {} })).toBe(0);
+    const table = capture();
+    expect(await run(argv, table.io, { upstream: upstream2, env: {} })).toBe(0);
+    return { json: JSON.parse(json.stdout) as ViewReport, table: table.stdout };
+  }
+
+  it('kubelet: default/kubernetes, its node\'s Pods and kube-proxy\'s ConfigMap, each with the change', async () => {
+    const { json, table } = await report(['--node', 'e1', '--component', 'kubelet', '--enable-dummy-if=true']);
+    expect(json.proxyAddress).toBe('169.254.2.1:10268');
+    expect(json.filters).toEqual({ services: ['masterservice'], endpointslices: [], pods: ['serviceenvupdater'], configmaps: ['inclusterconfig'] });
+    expect(json.changed.map((c) => [c.resource, `${c.namespace}/${c.name}`, c.filter])).toEqual([
+      ['services', 'default/kubernetes', 'masterservice'],
+      ['pods', 'default/p-e1', 'serviceenvupdater'],
+      ['configmaps', 'kube-system/kube-proxy', 'inclusterconfig'],
+    ]);
+    expect(json.changed[0].change).toContain('cluster IP 10.96.0.1 → 169.254.2.1, port https 443 → 10268');
+    expect(json.changed[1].change).toBe('app: KUBERNETES_SERVICE_HOST 10.0.0.1 → 169.254.2.1; app: KUBERNETES_SERVICE_PORT 443 → 10268');
+    expect(table).toContain('CHANGED OBJECTS (poolview\'s address for in-cluster clients: 169.254.2.1:10268)');
+    expect(table).toMatch(/pods\s+default\s+p-e1\s+serviceenvupdater\s+app: KUBERNETES_SERVICE_HOST 10\.0\.0\.1 → 169\.254\.2\.1/);
+  });
+
+  it('kube-proxy: the discarded LoadBalancer out of view, the kubernetes slice sent to poolview; --working-mode=cloud and --disabled-filters turn them off', async () => {
+    const { json } = await report(['--node', 'e1', '--bind-address', '10.1.2.3', '--secure-port', '10443']);
+    expect(json.services.find((s) => s.name === 'cloud-lb')).toMatchObject({ visible: false, reason: 'discardcloudservice: LoadBalancer with svc.openyurt.io/discard="true" is for the cloud' });
+    const slice = json.endpointSlices.find((s) => s.name === 'kubernetes')!;
+    expect(slice.kept).toEqual(['10.1.2.3']);
+    expect(slice.removed).toEqual([{ ip: '172.16.0.10', node: null, reason: 'forwardkubesvctraffic: the kubernetes Service goes to poolview at 10.1.2.3:10443 instead' }]);
+    expect(json.changed.map((c) => c.filter)).toEqual(['forwardkubesvctraffic']);
+
+    const cloud = (await report(['--node', 'e1', '--working-mode', 'cloud'])).json;
+    expect(cloud.filters).toEqual({ services: ['nodeportisolation'], endpointslices: ['servicetopology'], pods: [], configmaps: [] });
+    expect(cloud.services.find((s) => s.name === 'cloud-lb')!.visible).toBe(true);
+    const none = (await report(['--node', 'e1', '--component', 'kubelet', '--disabled-filters', '*'])).json;
+    expect(none.changed).toEqual([]);
+    expect(parseViewArgs.bind(null, ['--node', 'e1', '--disabled-filters', 'nope'], {})).toThrow(UsageError);
   });
 });

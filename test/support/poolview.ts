@@ -1,7 +1,7 @@
 // poolview in-process against the e2e control plane, with its own identity and a log file.
 import { createWriteStream } from 'node:fs';
 import { join } from 'node:path';
-import { startPoolview, type RunningPoolview } from '../../src/app.js';
+import { startPoolview, type PoolviewOptions, type RunningPoolview } from '../../src/app.js';
 import { createLogger } from '../../src/log.js';
 import type { Cluster } from './cluster.js';
 
@@ -23,9 +23,12 @@ export interface TestPoolview extends RunningPoolview {
 export async function startTestPoolview(
   cluster: Cluster,
   opts: { nodeName: string; nodePoolName?: string; bindAddress?: string; featureGates?: Record<string, boolean> },
+  /** Other options (the in-cluster filters' flags); a dummyIfIp is named in the certificate too. */
+  extra: Partial<PoolviewOptions> = {},
 ): Promise<TestPoolview> {
   const bindAddress = opts.bindAddress ?? '127.0.0.1';
-  const tls = await cluster.issueServingCert(`poolview-${opts.nodeName}`, bindAddress === '127.0.0.1' ? [] : [bindAddress]);
+  const ips = [bindAddress, extra.dummyIfIp ?? '127.0.0.1'].filter((ip) => ip !== '127.0.0.1');
+  const tls = await cluster.issueServingCert(`poolview-${opts.nodeName}`, [...new Set(ips)]);
   const logFile = join(cluster.workDir, `poolview-${opts.nodeName}.log`);
   const stream = createWriteStream(logFile, { flags: 'a' });
   const logger = createLogger(process.env.POOLVIEW_E2E_LOG_LEVEL ?? 'info', stream);
@@ -41,6 +44,7 @@ export async function startTestPoolview(
       tlsPrivateKeyFile: tls.keyFile,
       healthPort: 0,
       featureGates: opts.featureGates,
+      ...extra,
     },
     { logger, probeIntervalMs: 1_000 },
   ).catch((err: unknown) => {

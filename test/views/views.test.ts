@@ -1,9 +1,9 @@
 // Filtered LIST, GET and WATCH through poolview on the fake apiserver: what a targeted component
 // gets, compared with what the apiserver holds.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { request } from 'undici';
 import { startFakeApiserver, type FakeApiserver } from '../fake/apiserver.js';
 import { startPoolview, type RunningPoolview } from '../../src/app.js';
+import { get, watch } from './client.js';
 import { upstreamFromUrl } from '../../src/upstream.js';
 import { waitFor } from '../src/proxy-harness.js';
 
@@ -17,40 +17,6 @@ function nodePortService(name: string, listen?: string) {
     metadata: { name, namespace: NS, annotations: listen === undefined ? {} : { 'nodeport.openyurt.io/listen': listen } },
     spec: { type: 'NodePort', ports: [{ port: 80, nodePort: 30080, protocol: 'TCP' }] },
   };
-}
-
-async function get(base: string, path: string, ua: string, headers: Record<string, string> = {}) {
-  const res = await request(base + path, { headers: { 'user-agent': ua, accept: 'application/json', ...headers } });
-  const text = await res.body.text();
-  return { status: res.statusCode, headers: res.headers, text, json: () => JSON.parse(text) };
-}
-
-/** Reads a watch until `until` says stop; returns the events. `act` sees the events as they come. */
-async function watch(base: string, path: string, ua: string, act: (events: any[]) => void | Promise<void>, until: (events: any[]) => boolean) {
-  const abort = new AbortController();
-  const res = await request(base + path, { headers: { 'user-agent': ua }, signal: abort.signal });
-  expect(res.statusCode).toBe(200);
-  const events: any[] = [];
-  let pending = '';
-  const done = (async () => {
-    try {
-      for await (const chunk of res.body) {
-        pending += chunk.toString();
-        let nl;
-        while ((nl = pending.indexOf('\n')) >= 0) {
-          events.push(JSON.parse(pending.slice(0, nl)));
-          pending = pending.slice(nl + 1);
-        }
-        if (until(events)) break;
-      }
-    } catch {
-      /* aborted */
-    }
-  })();
-  await act(events);
-  await Promise.race([done, new Promise((r) => setTimeout(r, 5000))]);
-  abort.abort();
-  return events;
 }
 
 describe('filtered views', () => {
