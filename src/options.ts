@@ -39,6 +39,9 @@ export interface PoolviewOptions {
   workingMode: WorkingMode;
 }
 
+/** yurt-hub's dummy interface address for an IPv6 node. */
+export const DUMMY_IF_IPV6 = 'fd00::2:1';
+
 export const DEFAULTS = {
   bindAddress: '127.0.0.1',
   port: 10261,
@@ -50,7 +53,6 @@ export const DEFAULTS = {
   configMapName: 'yurt-hub-cfg',
   configMapNamespace: 'kube-system',
   dummyIfIp: '169.254.2.1',
-  dummyIfIpv6: 'fd00::2:1',
   workingMode: 'edge' as WorkingMode,
 };
 
@@ -86,7 +88,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { flag: 'configmap-namespace', env: 'POOLVIEW_CONFIGMAP_NAMESPACE', key: 'configMapNamespace', type: 'string', help: `namespace of that ConfigMap (default ${DEFAULTS.configMapNamespace})` },
   { flag: 'feature-gates', env: 'POOLVIEW_FEATURE_GATES', key: 'featureGates', type: 'gates', help: 'comma list of Name=true|false' },
   { flag: 'enable-dummy-if', env: 'POOLVIEW_ENABLE_DUMMY_IF', key: 'enableDummyIf', type: 'bool', help: 'tell in-cluster clients (masterservice, serviceenvupdater, forwardkubesvctraffic) to reach poolview at --dummy-if-ip instead of --bind-address; poolview creates no interface (default false)' },
-  { flag: 'dummy-if-ip', env: 'POOLVIEW_DUMMY_IF_IP', key: 'dummyIfIp', type: 'string', help: `that address (default ${DEFAULTS.dummyIfIp}, ${DEFAULTS.dummyIfIpv6} with an IPv6 --bind-address)` },
+  { flag: 'dummy-if-ip', env: 'POOLVIEW_DUMMY_IF_IP', key: 'dummyIfIp', type: 'string', help: `that address (default ${DEFAULTS.dummyIfIp}, ${DUMMY_IF_IPV6} with an IPv6 --bind-address)` },
   { flag: 'disabled-filters', env: 'POOLVIEW_DISABLED_FILTERS', key: 'disabledFilters', type: 'list', help: `comma list of filters that never run, * = all (filters: ${builtinFilters.map((f) => f.name).join(', ')})` },
   { flag: 'working-mode', env: 'POOLVIEW_WORKING_MODE', key: 'workingMode', type: 'string', help: 'edge | cloud (cloud: discardcloudservice, forwardkubesvctraffic, serviceenvupdater are off, as in yurt-hub) (default edge)' },
 ];
@@ -199,7 +201,7 @@ export function checkFilterOptions(opts: Pick<PoolviewOptions, 'disabledFilters'
  * when enabled, else the bind address); undefined for a wildcard or non-IP bind address.
  */
 export function proxyHost(opts: Pick<PoolviewOptions, 'enableDummyIf' | 'dummyIfIp' | 'bindAddress'>): string | undefined {
-  if (opts.enableDummyIf) return opts.dummyIfIp ?? (isIP(opts.bindAddress) === 6 ? DEFAULTS.dummyIfIpv6 : DEFAULTS.dummyIfIp);
+  if (opts.enableDummyIf) return opts.dummyIfIp ?? (isIP(opts.bindAddress) === 6 ? DUMMY_IF_IPV6 : DEFAULTS.dummyIfIp);
   const bind = opts.bindAddress;
   return isIP(bind) !== 0 && bind !== '0.0.0.0' && bind !== '::' ? bind : undefined;
 }

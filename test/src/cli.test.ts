@@ -72,6 +72,7 @@ function readmeFlagsTable(): Map<string, { env?: string; default?: string }> {
 const SAMPLE: Record<FlagSpec['type'], [string, unknown]> = {
   string: ['/some/value', '/some/value'],
   port: ['1234', 1234],
+  list: ['a, b', ['a', 'b']],
   bool: ['true', true],
   gates: ['NodePortAutoListen=true', { NodePortAutoListen: true }],
 };
