@@ -26,6 +26,8 @@ export interface PoolviewOptions {
   configMapName: string;
   configMapNamespace: string;
   featureGates: Record<string, boolean>;
+  /** How long a scope change's transitions, and a LIST after one, wait for a revision past the change. */
+  scopeChangeWaitMs: number;
 }
 
 export const DEFAULTS = {
@@ -38,6 +40,7 @@ export const DEFAULTS = {
   anonymousRequests: 'forward' as AnonymousRequests,
   configMapName: 'yurt-hub-cfg',
   configMapNamespace: 'kube-system',
+  scopeChangeWaitMs: 1000,
 };
 
 /** A mistake in how poolview was invoked; the CLI prints its message alone and exits 2. */
@@ -49,7 +52,7 @@ export interface FlagSpec {
   flag: string;
   env?: string;
   key: keyof PoolviewOptions;
-  type: 'string' | 'port' | 'gates' | 'bool';
+  type: 'string' | 'port' | 'gates' | 'bool' | 'duration';
   help: string;
 }
 
@@ -70,6 +73,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { flag: 'configmap-name', env: 'POOLVIEW_CONFIGMAP_NAME', key: 'configMapName', type: 'string', help: `ConfigMap that adds components to filters (default ${DEFAULTS.configMapName})` },
   { flag: 'configmap-namespace', env: 'POOLVIEW_CONFIGMAP_NAMESPACE', key: 'configMapNamespace', type: 'string', help: `namespace of that ConfigMap (default ${DEFAULTS.configMapNamespace})` },
   { flag: 'feature-gates', env: 'POOLVIEW_FEATURE_GATES', key: 'featureGates', type: 'gates', help: 'comma list of Name=true|false' },
+  { flag: 'scope-change-wait', env: 'POOLVIEW_SCOPE_CHANGE_WAIT', key: 'scopeChangeWaitMs', type: 'duration', help: 'how long a scope change\'s MODIFIED events wait for an upstream revision past the change before falling back to DELETED+ADDED, and a LIST after a change for a newer revision (default 1s; 0 = never wait)' },
 ];
 
 export function parsePort(value: string, what: string): number {
@@ -77,6 +81,14 @@ export function parsePort(value: string, what: string): number {
   const port = Number(value);
   if (port > 65535) throw new UsageError(`${what}: ${port} is out of range 0-65535`);
   return port;
+}
+
+/** A Go duration as Kubernetes components take them ("1s", "500ms", "1.5s", "2m", "0"), in milliseconds. */
+export function parseDuration(value: string, what: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(value.trim());
+  if (!m || (m[2] === undefined && Number(m[1]) !== 0)) throw new UsageError(`${what}: "${value}" is not a duration (e.g. 500ms, 2s)`);
+  const unit = m[2] === 'm' ? 60_000 : m[2] === 's' ? 1000 : 1;
+  return Math.round(Number(m[1]) * unit);
 }
 
 /** true|false, as Kubernetes components take boolean flags. */
@@ -133,7 +145,9 @@ export function resolveOptions(input: Partial<PoolviewOptions>): PoolviewOptions
     configMapName: input.configMapName || DEFAULTS.configMapName,
     configMapNamespace: input.configMapNamespace || DEFAULTS.configMapNamespace,
     featureGates: { ...(input.featureGates ?? {}) },
+    scopeChangeWaitMs: input.scopeChangeWaitMs ?? DEFAULTS.scopeChangeWaitMs,
   };
+  if (!Number.isFinite(opts.scopeChangeWaitMs) || opts.scopeChangeWaitMs < 0) throw new UsageError(`--scope-change-wait: ${opts.scopeChangeWaitMs} ms is not a duration`);
   if (!opts.nodeName) throw new UsageError('--node-name (or NODE_NAME) is required');
   if (!(LOG_LEVELS as readonly string[]).includes(opts.logLevel)) {
     throw new UsageError(`--log-level: "${opts.logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);

@@ -24,6 +24,8 @@ export interface ViewOptions {
   /** How long a targeted request waits for the scope sources before a 503 (default 10 s). */
   readyWaitMs?: number;
   autoListenDebounceMs?: number;
+  /** --scope-change-wait: how long transitions and lists wait for a revision past a scope change (default 1 s). */
+  scopeChangeWaitMs?: number;
 }
 
 export interface ReadinessCheck {
@@ -47,8 +49,14 @@ export async function startViews(opts: ViewOptions): Promise<ViewService> {
   const revisions = new Revisions();
   const targeting = new Targeting(builtinFilters);
   const scope = new ScopeSources({ ...opts, targeting, revisions });
-  const registry = new ViewRegistry(revisions, opts.registry, opts.log);
-  scope.onChange((resources, cause, focus) => registry.scopeChanged(resources, cause, { focus }));
+  const registry = new ViewRegistry(revisions, opts.registry, opts.log, opts.scopeChangeWaitMs);
+  // Views opened before the sources synced decided with defaults only: the synced scope is a change
+  // for them. Without any, neither the sync nor what the sources read while syncing needs a mark
+  // (lists need not wait for a newer revision, resumes need not re-list).
+  let servedBeforeSync = false;
+  scope.onChange((resources, cause, focus, revision) =>
+    registry.scopeChanged(resources, cause, { focus, revision, mark: scope.synced || servedBeforeSync }),
+  );
   scope.start();
   // Components a filter targets now or did before: only their views ever differed from upstream,
   // so only their answers need the scope-change marks of rule 5. Bounded by the ConfigMap's size.
@@ -62,9 +70,6 @@ export async function startViews(opts: ViewOptions): Promise<ViewService> {
   const filterable = new Set(builtinFilters.flatMap((f) => f.resources));
   const transitions = () => scope.gate('ViewTransitions');
 
-  // Views opened before the sources synced decided with defaults only: the synced scope is a change
-  // for them. Without any, it needs no mark (and lists need not wait for a newer revision).
-  let servedBeforeSync = false;
   void scope.waitSynced().then(() => registry.scopeChanged(filterable, 'synced', { mark: servedBeforeSync }));
 
   async function synced(): Promise<boolean> {

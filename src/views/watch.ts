@@ -58,6 +58,11 @@ export class WatchView implements ReevaluatingView {
   private holdsOneRevision = false;
   /** Lines of a re-evaluation, written together. */
   private batch: string[] | undefined;
+  /**
+   * Scope-change transitions held until upstream passes the change's revision (see holdTransitions):
+   * the objects they concern, since when, why.
+   */
+  private due: { keys: Set<string>; since: number; cause: string; timer?: NodeJS.Timeout } | undefined;
 
   constructor(
     private readonly ctx: InterceptContext,
@@ -135,7 +140,7 @@ export class WatchView implements ReevaluatingView {
 
   /** A raw watch resumed at rv: its client holds the upstream state at rv. */
   resumeRaw(rv: number): void {
-    this.hwm = rv;
+    this.advance(rv);
     this.holdsOneRevision = true;
   }
 
@@ -148,7 +153,7 @@ export class WatchView implements ReevaluatingView {
       const out = this.decide(obj);
       this.entries.set(objectKey(obj), { obj, held: out ? this.store.notOlderThan(out, changedAt) : undefined, exact: false });
     }
-    this.hwm = rv;
+    this.advance(rv);
   }
 
   /** Handles one upstream event (onLines has applied the scope changes first); returns false when the stream must end. */
@@ -160,6 +165,7 @@ export class WatchView implements ReevaluatingView {
       return false;
     }
     if (event.type === 'BOOKMARK') {
+      this.beforeUpstream(rvNumber(rv), true);
       if (this.initial && event.object.metadata.annotations?.[INITIAL_EVENTS_END] === 'true') {
         this.initial = false;
       }
@@ -168,6 +174,7 @@ export class WatchView implements ReevaluatingView {
       return true;
     }
     const key = objectKey(event.object);
+    this.beforeUpstream(rvNumber(rv), false, key);
     const entry = this.entries.get(key);
     if (event.type === 'DELETED') {
       this.entries.delete(key);
@@ -236,17 +243,71 @@ export class WatchView implements ReevaluatingView {
       // a fresh streaming list is simpler than patching it (client-go retries on Expired).
       return this.expire();
     }
-    const at = String(this.hwm);
+    const keys = this.due?.keys ?? new Set<string>();
+    for (const [key, entry] of this.affectedEntries(affected)) if (this.transitionDue(entry)) keys.add(key);
+    if (keys.size === 0 || this.due) return;
+    this.holdTransitions(keys, cause);
+  }
+
+  /**
+   * The transitions of a scope change go out at the change's revision C (ViewRegistry.changedAt):
+   * a real revision, newer than anything the client holds, from which a resumed watch is seeded
+   * with the new scope. They may go out only once this view has delivered every upstream event up
+   * to C, which the next upstream event past C (or a bookmark at C or past it) tells; they go out
+   * just before it. Held longer than --scope-change-wait, they go out at the last delivered
+   * resourceVersion instead, as DELETED+ADDED where the client may already hold it (a fallback).
+   */
+  private holdTransitions(keys: Set<string>, cause: string): void {
+    this.due = { keys, since: performance.now(), cause };
+    const wait = this.deps.registry.scopeChangeWaitMs;
+    if (wait <= 0) return this.sendDue('timeout', this.hwm);
+    this.due.timer = setTimeout(() => this.sendDue('timeout', this.hwm), wait).unref();
+  }
+
+  /** Before an upstream event or bookmark at rv (of `key`): the held transitions go out if rv allows. */
+  private beforeUpstream(rv: number, bookmark: boolean, key?: string): void {
+    if (!this.due) return;
+    const at = this.deps.registry.changedAt(this.resource);
+    if (rv > at || (bookmark && rv >= at)) this.sendDue('revision', at);
+    // The change's own revision is this event's: the transitions cannot come before it at C.
+    else if (rv === at) this.sendDue('conflict', rv - 1);
+    // An earlier event decides its object anew and sends it at its own revision.
+    else if (key) this.due.keys.delete(key);
+  }
+
+  private sendDue(outcome: 'revision' | 'timeout' | 'conflict', at: number): void {
+    const due = this.due;
+    if (!due || this.closed) return;
+    this.due = undefined;
+    clearTimeout(due.timer);
+    const metrics = this.deps.registry.metrics;
+    metrics.held.observe((performance.now() - due.since) / 1000);
+    if (outcome !== 'revision') {
+      metrics.fallbacks.inc({ reason: outcome });
+      this.ctx.log.debug({ resource: this.resource, component: this.ctx.component, reason: outcome, at }, 'scope change sent at the last delivered resourceVersion');
+    }
     const counts = { ADDED: 0, MODIFIED: 0, DELETED: 0 };
     const count = (type: keyof typeof counts) => counts[type]++;
     // One write per view: a chunk per event would cost a syscall buffer each, times every open watch.
-    this.batched(() => this.decideAgain(affected, at, count));
-    for (const [type, n] of Object.entries(counts)) if (n > 0) this.deps.registry.metrics.synthesized.inc({ type, cause }, n);
+    this.batched(() => this.decideAgain(due.keys, at, count));
+    this.advance(at);
+    for (const [type, n] of Object.entries(counts)) if (n > 0) metrics.synthesized.inc({ type, cause: due.cause }, n);
   }
 
-  /** Sends the transitions of the affected objects whose decision changed, at revision `at`. */
-  private decideAgain(affected: Affected, at: string, count: (type: 'ADDED' | 'MODIFIED' | 'DELETED') => void): void {
-    for (const entry of this.affectedEntries(affected)) {
+  /** Whether the object's decision differs from what the client holds. */
+  private transitionDue(entry: Entry): boolean {
+    const out = this.decide(entry.obj);
+    return out ? !entry.held || !sameContent(out, entry.held) : !!entry.held;
+  }
+
+  /** Sends the transitions of these objects whose decision changed, at revision `at`. */
+  private decideAgain(keys: Iterable<string>, rv: number, count: (type: 'ADDED' | 'MODIFIED' | 'DELETED') => void): void {
+    const at = String(rv);
+    // Past the last delivered resourceVersion, nothing the client holds has this one.
+    const fresh = rv > this.hwm;
+    for (const key of keys) {
+      const entry = this.entries.get(key);
+      if (!entry) continue;
       const out = this.decide(entry.obj);
       const held = entry.held;
       if (!out && !held) continue;
@@ -260,30 +321,28 @@ export class WatchView implements ReevaluatingView {
         this.send('DELETED', this.store.atRevision(held, at));
         count('DELETED');
       } else if (!sameContent(out, held)) {
-        if (entry.exact !== false && held.metadata.resourceVersion !== at) {
-          entry.held = this.store.atRevision(out, at);
+        entry.held = this.store.atRevision(out, at);
+        if (fresh || (entry.exact !== false && held.metadata.resourceVersion !== at)) {
           this.send('MODIFIED', entry.held);
-          entry.exact = true;
           count('MODIFIED');
         } else {
           // Contract rule 5: the client may already hold this resourceVersion, so a MODIFIED could
           // look like a resync to its informer; DELETED + ADDED always reaches the handlers.
-          entry.held = this.store.atRevision(out, at);
-          entry.exact = true;
           this.send('DELETED', this.store.atRevision(held, at));
           this.send('ADDED', entry.held);
           count('DELETED');
           count('ADDED');
         }
+        entry.exact = true;
       }
     }
   }
 
-  private *affectedEntries(affected: Affected): Iterable<Entry> {
-    if (affected === 'all') return yield* this.entries.values();
+  private *affectedEntries(affected: Affected): Iterable<[string, Entry]> {
+    if (affected === 'all') return yield* this.entries;
     for (const key of this.store.keysOf(affected)) {
       const entry = this.entries.get(key);
-      if (entry) yield entry;
+      if (entry) yield [key, entry];
     }
   }
 
@@ -293,9 +352,11 @@ export class WatchView implements ReevaluatingView {
     this.close();
   }
 
-  private advance(rv: string | undefined): void {
-    const n = rvNumber(rv);
-    if (n > this.hwm) this.hwm = n;
+  private advance(rv: string | number | undefined): void {
+    const n = typeof rv === 'number' ? rv : rvNumber(rv);
+    if (n <= this.hwm) return;
+    this.hwm = n;
+    this.deps.registry.delivered(this.resource, n);
   }
 
   private send(type: EventType, object: KubeObject): void {
@@ -341,6 +402,8 @@ export class WatchView implements ReevaluatingView {
     this.batch = undefined;
     if (pending && pending.length > 0 && !this.ctx.res.writableEnded) this.ctx.res.write(pending.join('\n') + '\n');
     this.closed = true;
+    clearTimeout(this.due?.timer);
+    this.due = undefined;
     this.store.release();
     this.abort.abort();
     this.deps.registry.remove(this);
