@@ -70,7 +70,7 @@ export async function awaitRevision(ctx: InterceptContext, deps: ViewDeps, at: n
     const upstream = await getUpstream(ctx, `${url.pathname}?limit=1`, signal);
     const text = await readAll(upstream.body);
     if (upstream.statusCode !== 200) return;
-    deps.revisions.observe((JSON.parse(text) as KubeList).metadata?.resourceVersion);
+    deps.revisions.observe((JSON.parse(text) as KubeList).metadata?.resourceVersion, ctx.info.resource);
   }
 }
 
@@ -85,7 +85,7 @@ async function streamUnchanged(res: ServerResponse, upstream: UpstreamResponse, 
     if (head) {
       head = false;
       const rv = rvNumber(/"resourceVersion":"(\d+)"/.exec((chunk as Buffer).subarray(0, 4096).toString('latin1'))?.[1]);
-      deps.revisions.observe(rv);
+      deps.revisions.observe(rv, resource);
       deps.registry.delivered(resource, rv);
     }
     if (!res.write(chunk)) await drained(res);
@@ -125,7 +125,7 @@ export async function serveList(ctx: InterceptContext, subject: ViewSubject, dep
     if (subject.chain().length === 0 && !subject.marked() && !metadataOnly) return streamUnchanged(res, upstream, deps, info.resource);
     body = await withDecodeSlot(async () => JSON.parse(await readAll(upstream.body)) as KubeObject | KubeList);
     const rv = rvNumber(body.metadata?.resourceVersion);
-    deps.revisions.observe(rv);
+    deps.revisions.observe(rv, info.resource);
     chain = subject.chain();
     // Objects are marked with the last scope change's revision (rule 5): it must be one the
     // answer already covers, so a change that came in meanwhile means reading again.

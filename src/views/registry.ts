@@ -145,6 +145,19 @@ export class ViewRegistry {
     return { services, nodes };
   }
 
+  /**
+   * The revision a change's transitions go out at: past everything delivered with the old scope
+   * (D + 1), and the revision T of the write that caused it when that is later — a write of another
+   * resource (a Service, Node, NodePool, ConfigMap), so never one of this resource's events, which
+   * the transitions must precede. Without such a T, past every revision seen on this resource's
+   * streams, which may be events no view delivered yet.
+   */
+  private changeRevision(resource: string, written: number): number {
+    const past = (this.deliveredAt.get(resource) ?? 0) + 1;
+    if (written >= past) return written;
+    return Math.max(past, this.revisions.highFor(resource) + 1);
+  }
+
   /** A watch may resume from rv without a re-list when its client's view was built after the last scope change. */
   canResume(resource: string, rv: number): boolean {
     return rv >= this.changedAt(resource);
@@ -158,11 +171,9 @@ export class ViewRegistry {
    */
   scopeChanged(resources: Iterable<string>, cause: string, opts: { mark?: boolean; focus?: ChangeFocus; revision?: number } = {}): void {
     this.affected.clear();
-    // T: the causing write, else W (a revision that exists and is past every write the change read).
-    const written = opts.revision || this.revisions.high;
     for (const resource of resources) {
       const generation = this.generation(resource) + 1;
-      const at = opts.mark === false ? 0 : Math.max(written, (this.deliveredAt.get(resource) ?? 0) + 1);
+      const at = opts.mark === false ? 0 : this.changeRevision(resource, opts.revision ?? 0);
       this.changes.set(resource, { generation, at: Math.max(at, this.changedAt(resource)) });
       let recent = this.recent.get(resource);
       if (!recent) this.recent.set(resource, (recent = []));

@@ -105,7 +105,7 @@ export class WatchView implements ReevaluatingView {
     const type = this.raw ? EVENT_TYPE.exec(line)?.[1] : undefined;
     if (!type) return this.onUpstream(JSON.parse(line) as WatchEvent, line);
     const rv = RESOURCE_VERSION.exec(line)?.[1];
-    this.deps.revisions.observe(rv);
+    this.deps.revisions.observe(rv, this.resource);
     this.write(line);
     if (type === 'ERROR') return false;
     if (type === 'BOOKMARK' && this.initial && line.includes(`"${INITIAL_EVENTS_END}":"true"`)) {
@@ -159,7 +159,7 @@ export class WatchView implements ReevaluatingView {
   /** Handles one upstream event (onLines has applied the scope changes first); returns false when the stream must end. */
   private onUpstream(event: WatchEvent, line: string): boolean {
     const rv = event.object?.metadata?.resourceVersion;
-    this.deps.revisions.observe(rv);
+    this.deps.revisions.observe(rv, this.resource);
     if (event.type === 'ERROR') {
       this.write(line);
       return false;
@@ -275,6 +275,11 @@ export class WatchView implements ReevaluatingView {
     else if (key) this.due.keys.delete(key);
   }
 
+  /**
+   * Sends the held transitions, the last one at `at`. A client cut off in the middle of them must
+   * not resume from `at` as if it had them all: the ones before go out at `at - 1` when `at` is the
+   * change's revision (a resume from there is answered 410 and re-lists), else at `at` too.
+   */
   private sendDue(outcome: 'revision' | 'timeout' | 'conflict', at: number): void {
     const due = this.due;
     if (!due || this.closed) return;
@@ -288,8 +293,9 @@ export class WatchView implements ReevaluatingView {
     }
     const counts = { ADDED: 0, MODIFIED: 0, DELETED: 0 };
     const count = (type: keyof typeof counts) => counts[type]++;
+    const prefix = outcome === 'revision' ? Math.max(at - 1, this.hwm) : at;
     // One write per view: a chunk per event would cost a syscall buffer each, times every open watch.
-    this.batched(() => this.decideAgain(due.keys, at, count));
+    this.batched(() => this.sendTransitions(this.transitionsOf(due.keys), prefix, at, count));
     this.advance(at);
     for (const [type, n] of Object.entries(counts)) if (n > 0) metrics.synthesized.inc({ type, cause: due.cause }, n);
   }
@@ -300,29 +306,39 @@ export class WatchView implements ReevaluatingView {
     return out ? !entry.held || !sameContent(out, entry.held) : !!entry.held;
   }
 
-  /** Sends the transitions of these objects whose decision changed, at revision `at`. */
-  private decideAgain(keys: Iterable<string>, rv: number, count: (type: 'ADDED' | 'MODIFIED' | 'DELETED') => void): void {
-    const at = String(rv);
-    // Past the last delivered resourceVersion, nothing the client holds has this one.
-    const fresh = rv > this.hwm;
+  /** The objects among `keys` whose decision differs from what the client holds, with it. */
+  private transitionsOf(keys: Iterable<string>): Array<{ entry: Entry; out: KubeObject | null }> {
+    const out: Array<{ entry: Entry; out: KubeObject | null }> = [];
     for (const key of keys) {
       const entry = this.entries.get(key);
-      if (!entry) continue;
-      const out = this.decide(entry.obj);
+      if (entry && this.transitionDue(entry)) out.push({ entry, out: this.decide(entry.obj) });
+    }
+    return out;
+  }
+
+  /** Sends the transitions, all at `prefix` but the last at `last`; a MODIFIED only where it changes the held resourceVersion. */
+  private sendTransitions(transitions: Array<{ entry: Entry; out: KubeObject | null }>, prefix: number, last: number, count: (type: 'ADDED' | 'MODIFIED' | 'DELETED') => void): void {
+    // An object held at the prefix revision goes last, where its MODIFIED gets a newer one.
+    const atPrefix = transitions.findIndex((t) => t.out && t.entry.held?.metadata.resourceVersion === String(prefix));
+    if (atPrefix >= 0) transitions.push(...transitions.splice(atPrefix, 1));
+    transitions.forEach(({ entry, out }, i) => {
+      const rv = i === transitions.length - 1 ? last : prefix;
+      const at = String(rv);
       const held = entry.held;
-      if (!out && !held) continue;
+      const exact = entry.exact !== false;
+      entry.exact = true;
       if (!held) {
         entry.held = this.store.atRevision(out!, at);
-        entry.exact = true;
         this.send('ADDED', entry.held);
         count('ADDED');
       } else if (!out) {
         entry.held = undefined;
         this.send('DELETED', this.store.atRevision(held, at));
         count('DELETED');
-      } else if (!sameContent(out, held)) {
+      } else {
         entry.held = this.store.atRevision(out, at);
-        if (fresh || (entry.exact !== false && held.metadata.resourceVersion !== at)) {
+        // Past the last delivered resourceVersion, nothing the client holds has this one.
+        if (rv > this.hwm || (exact && held.metadata.resourceVersion !== at)) {
           this.send('MODIFIED', entry.held);
           count('MODIFIED');
         } else {
@@ -333,9 +349,8 @@ export class WatchView implements ReevaluatingView {
           count('DELETED');
           count('ADDED');
         }
-        entry.exact = true;
       }
-    }
+    });
   }
 
   private *affectedEntries(affected: Affected): Iterable<[string, Entry]> {

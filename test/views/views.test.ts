@@ -166,12 +166,13 @@ describe('filtered views', () => {
     const cm = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'yurt-hub-cfg', namespace: 'kube-system' }, data: { nodeportisolation: 'Cilium-Agent/v1.18' } };
     const events = await watch(
       proxy.url,
-      `/api/v1/namespaces/${NS}/services?watch=true&resourceVersion=${rv}`,
+      // Bookmarks (every 200 ms here) tell the view its upstream passed the change's revision.
+      `/api/v1/namespaces/${NS}/services?watch=true&allowWatchBookmarks=true&resourceVersion=${rv}`,
       'cilium-agent/1.18.0',
       async () => {
         await new Promise((r) => setTimeout(r, 100));
         fake.create('configmaps', cm);
-        await new Promise((r) => setTimeout(r, 300));
+        await new Promise((r) => setTimeout(r, 600));
         fake.delete('configmaps', 'kube-system', 'yurt-hub-cfg');
       },
       (evs) => evs.filter((e) => e.type === 'ADDED').length >= 31,
