@@ -70,7 +70,15 @@ export async function startViews(opts: ViewOptions): Promise<ViewService> {
   const filterable = new Set(builtinFilters.flatMap((f) => f.resources));
   const transitions = () => scope.gate('ViewTransitions');
 
-  void scope.waitSynced().then(() => registry.scopeChanged(filterable, 'synced', { mark: servedBeforeSync }));
+  // Applied once, by whichever notices the sync first: a request let through by it must not see
+  // the change come later (its resumed view would be answered 410).
+  let syncApplied = false;
+  const applySync = () => {
+    if (syncApplied || !scope.synced) return;
+    syncApplied = true;
+    registry.scopeChanged(filterable, 'synced', { mark: servedBeforeSync });
+  };
+  void scope.waitSynced().then(applySync);
 
   async function synced(): Promise<boolean> {
     const deadline = Date.now() + (opts.readyWaitMs ?? 10_000);
@@ -97,6 +105,7 @@ export async function startViews(opts: ViewOptions): Promise<ViewService> {
       return true;
     }
     if (!scope.synced) servedBeforeSync = true;
+    applySync();
     try {
       if (info.verb === 'watch') await serveWatch(ctx, subject, deps);
       else await serveList(ctx, subject, deps);
