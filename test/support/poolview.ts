@@ -22,7 +22,15 @@ export interface TestPoolview extends RunningPoolview {
  */
 export async function startTestPoolview(
   cluster: Cluster,
-  opts: { nodeName: string; nodePoolName?: string; bindAddress?: string; featureGates?: Record<string, boolean> },
+  opts: {
+    nodeName: string;
+    nodePoolName?: string;
+    bindAddress?: string;
+    featureGates?: Record<string, boolean>;
+    /** The targeting ConfigMap (default kube-system/yurt-hub-cfg, shared by every test of the run). */
+    configMap?: { namespace: string; name: string };
+    scopeChangeWaitMs?: number;
+  },
 ): Promise<TestPoolview> {
   const bindAddress = opts.bindAddress ?? '127.0.0.1';
   const tls = await cluster.issueServingCert(`poolview-${opts.nodeName}`, bindAddress === '127.0.0.1' ? [] : [bindAddress]);
@@ -41,6 +49,9 @@ export async function startTestPoolview(
       tlsPrivateKeyFile: tls.keyFile,
       healthPort: 0,
       featureGates: opts.featureGates,
+      configMapName: opts.configMap?.name,
+      configMapNamespace: opts.configMap?.namespace,
+      scopeChangeWaitMs: opts.scopeChangeWaitMs,
     },
     { logger, probeIntervalMs: 1_000 },
   ).catch((err: unknown) => {
