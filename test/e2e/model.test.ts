@@ -11,6 +11,7 @@ import { Agent, getGlobalDispatcher, setGlobalDispatcher, type Dispatcher } from
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { KubeObject } from '../../filters/types.js';
 import { Cluster, type KubeObject as ClusterObject } from '../support/cluster.js';
+import { startLeaseWriter, type BackgroundWriter } from '../support/background.js';
 import { runModel, scopeChangeFallbacks, type ModelDriver } from '../support/model.js';
 import { startTestPoolview, type TestPoolview } from '../support/poolview.js';
 import { sharedCluster, uniqueName } from '../support/shared-cluster.js';
@@ -133,43 +134,12 @@ function clusterDriver(c: Cluster, ns: string, relay?: UpstreamRelay): ModelDriv
   };
 }
 
-/** Renews a node Lease every ~200 ms, as kubelets do, so upstream revisions keep moving. */
-function startLeaseWriter(c: Cluster, name: string): { stop(): Promise<void>; writes: () => number } {
-  let writes = 0;
-  let stopped = false;
-  const microTime = (): string => new Date().toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
-  const loop = (async () => {
-    while (!stopped) {
-      const started = Date.now();
-      try {
-        await c.apply({
-          apiVersion: 'coordination.k8s.io/v1',
-          kind: 'Lease',
-          metadata: { name, namespace: 'kube-node-lease' },
-          spec: { holderIdentity: name, leaseDurationSeconds: 40, renewTime: microTime() },
-        });
-        writes++;
-      } catch {
-        // the next renewal tries again
-      }
-      await new Promise((r) => setTimeout(r, Math.max(0, 200 - (Date.now() - started))));
-    }
-  })();
-  return {
-    writes: () => writes,
-    stop: async () => {
-      stopped = true;
-      await loop;
-    },
-  };
-}
-
 describe('view contract model (real kube-apiserver)', () => {
   let pv: TestPoolview;
   let relay: UpstreamRelay | undefined;
   let relayed: Cluster | undefined;
   let previousDispatcher: Dispatcher;
-  let lease: ReturnType<typeof startLeaseWriter>;
+  let lease: BackgroundWriter;
 
   beforeAll(async () => {
     // ClientReflector calls undici's request() without a dispatcher: the global one must trust the
