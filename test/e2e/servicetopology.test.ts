@@ -150,10 +150,11 @@ describeWithKubeProxy()('servicetopology through poolview with a real kube-proxy
         expect(kubeProxy!.process.running()).toBe(true);
         expect(kubeProxy!.process.child.pid).toBe(pid);
         // Once kube-proxy had programmed the Service, its rules should go straight from one view to
-        // the next. poolview sends a scope change as DELETED + ADDED whenever the client holds the
-        // view's mark (here: every time), and kube-proxy sometimes syncs between the two: the Service
-        // then REJECTs traffic until its next sync (--iptables-min-sync-period, 1 s). Reported, not
-        // yet fixed: checked only with POOLVIEW_E2E_STRICT_TRANSITIONS=1.
+        // the next. Here no EndpointSlice moves after a change, so every change waits
+        // --scope-change-wait for a revision and falls back to DELETED + ADDED (the client holds the
+        // view's last resourceVersion: its only slice), and kube-proxy sometimes syncs between the
+        // two. test/e2e/scope-change.test.ts shows the rule with slice churn; checked here only with
+        // POOLVIEW_E2E_STRICT_TRANSITIONS=1.
         if (before !== undefined && transient.size > 0) {
           console.warn(`[servicetopology e2e] ${path}, ${change}: kube-proxy programmed ${[...transient].join(' ')} on the way`);
           if (process.env.POOLVIEW_E2E_STRICT_TRANSITIONS === '1') expect([...transient], `${change}: intermediate rules`).toEqual([]);
