@@ -567,6 +567,17 @@ async function filteredWatch(size: number, p: RunningPoolview, watcherCounts: nu
 
 // ---------------------------------------------------------------- scope change
 
+/** How long poolview's views held scope-change transitions for a revision, and how many fell back (its metrics so far). */
+async function scopeChangeWaits(registry: RunningPoolview['registry']): Promise<{ fallbacks: number; heldSeconds: number; held: number }> {
+  const sum = async (name: string, suffix = '') =>
+    ((await registry.getSingleMetric(name)?.get())?.values ?? []).filter((v) => !suffix || (v as { metricName?: string }).metricName?.endsWith(suffix)).reduce((n, v) => n + v.value, 0);
+  return {
+    fallbacks: await sum('poolview_scope_change_fallbacks_total'),
+    heldSeconds: await sum('poolview_scope_change_held_seconds', '_sum'),
+    held: await sum('poolview_scope_change_held_seconds', '_count'),
+  };
+}
+
 async function scopeChange(size: number): Promise<void> {
   log(`scope change at ${size} objects: NodePool membership → events at every watch (upstream = fake apiserver, no replay)`);
   const p = await startPv(urls.fake);
@@ -616,13 +627,18 @@ async function scopeChange(size: number): Promise<void> {
       await sleep(30);
     };
     if (n < 100) await change(false); // warm-up (the 100-watch run comes after two warm runs)
+    const waitsBefore = await scopeChangeWaits(p.registry);
     for (let i = 0; i < changes; i++) await change();
+    const waitsAfter = await scopeChangeWaits(p.registry);
+    const held = waitsAfter.held - waitsBefore.held;
     const p99 = percentile(samples, 99);
     const f = add({
       id: `scope-${n}`, section: 'scope change', name: `scope change → events at ${n} watch${n > 1 ? 'es' : ''} (p99), ${size} EndpointSlices`, upstream: 'fake',
       unit: 'ms', value: p99, baselineName: 'direct NodePool watch p99', baseline: percentile(direct, 99), ratio: null,
       budget: { op: '<=', limit: 50, text: 'p99 ≤ 50 ms' }, judged: incomplete > 0 ? Infinity : p99,
-      details: { seedSeconds: seeded / 1000, p50: percentile(samples, 50), p99, firstEventP50: percentile(firsts, 50), firstEventP99: percentile(firsts, 99), directP50: percentile(direct, 50), medianPerChangeP99: median(perChangeP99), changes, samples: samples.length, incomplete, affectedSlicesPerChange: keys.length },
+      details: { seedSeconds: seeded / 1000, p50: percentile(samples, 50), p99, firstEventP50: percentile(firsts, 50), firstEventP99: percentile(firsts, 99), directP50: percentile(direct, 50), medianPerChangeP99: median(perChangeP99), changes, samples: samples.length, incomplete, affectedSlicesPerChange: keys.length,
+        // Views wait for an upstream revision past the change before sending it (README, "Scope changes").
+        transitionsHeldMeanMs: held ? ((waitsAfter.heldSeconds - waitsBefore.heldSeconds) / held) * 1000 : null, fallbacks: waitsAfter.fallbacks - waitsBefore.fallbacks },
     });
     await profileMiss(f, async () => {
       for (let i = 0; i < (n >= 100 ? 1 : 4); i++) await change(false);

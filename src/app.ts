@@ -128,6 +128,7 @@ export async function startPoolview(
       nodePoolName: options.nodePoolName,
       configMap: { namespace: options.configMapNamespace, name: options.configMapName },
       featureGates: options.featureGates,
+      scopeChangeWaitMs: options.scopeChangeWaitMs,
       log,
       registry,
     });

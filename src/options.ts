@@ -37,6 +37,8 @@ export interface PoolviewOptions {
   disabledFilters: string[];
   /** cloud: the edge-only filters are off, as in yurt-hub. */
   workingMode: WorkingMode;
+  /** How long a scope change's transitions, and a LIST after one, wait for a revision past the change. */
+  scopeChangeWaitMs: number;
 }
 
 /** yurt-hub's dummy interface address for an IPv6 node. */
@@ -54,6 +56,7 @@ export const DEFAULTS = {
   configMapNamespace: 'kube-system',
   dummyIfIp: '169.254.2.1',
   workingMode: 'edge' as WorkingMode,
+  scopeChangeWaitMs: 1000,
 };
 
 /** A mistake in how poolview was invoked; the CLI prints its message alone and exits 2. */
@@ -65,7 +68,7 @@ export interface FlagSpec {
   flag: string;
   env?: string;
   key: keyof PoolviewOptions;
-  type: 'string' | 'port' | 'gates' | 'bool' | 'list';
+  type: 'string' | 'port' | 'gates' | 'bool' | 'list' | 'duration';
   help: string;
 }
 
@@ -91,6 +94,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { flag: 'dummy-if-ip', env: 'POOLVIEW_DUMMY_IF_IP', key: 'dummyIfIp', type: 'string', help: `that address (default ${DEFAULTS.dummyIfIp}, ${DUMMY_IF_IPV6} with an IPv6 --bind-address)` },
   { flag: 'disabled-filters', env: 'POOLVIEW_DISABLED_FILTERS', key: 'disabledFilters', type: 'list', help: `comma list of filters that never run, * = all (filters: ${builtinFilters.map((f) => f.name).join(', ')})` },
   { flag: 'working-mode', env: 'POOLVIEW_WORKING_MODE', key: 'workingMode', type: 'string', help: 'edge | cloud (cloud: discardcloudservice, forwardkubesvctraffic, serviceenvupdater are off, as in yurt-hub) (default edge)' },
+  { flag: 'scope-change-wait', env: 'POOLVIEW_SCOPE_CHANGE_WAIT', key: 'scopeChangeWaitMs', type: 'duration', help: 'how long a scope change\'s MODIFIED events wait for an upstream revision past the change before falling back to DELETED+ADDED, and a LIST after a change for a newer revision (default 1s; 0 = never wait)' },
 ];
 
 export function parsePort(value: string, what: string): number {
@@ -98,6 +102,14 @@ export function parsePort(value: string, what: string): number {
   const port = Number(value);
   if (port > 65535) throw new UsageError(`${what}: ${port} is out of range 0-65535`);
   return port;
+}
+
+/** A Go duration as Kubernetes components take them ("1s", "500ms", "1.5s", "2m", "0"), in milliseconds. */
+export function parseDuration(value: string, what: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(value.trim());
+  if (!m || (m[2] === undefined && Number(m[1]) !== 0)) throw new UsageError(`${what}: "${value}" is not a duration (e.g. 500ms, 2s)`);
+  const unit = m[2] === 'm' ? 60_000 : m[2] === 's' ? 1000 : 1;
+  return Math.round(Number(m[1]) * unit);
 }
 
 /** true|false, as Kubernetes components take boolean flags. */
@@ -159,7 +171,9 @@ export function resolveOptions(input: Partial<PoolviewOptions>): PoolviewOptions
     dummyIfIp: input.dummyIfIp || undefined,
     disabledFilters: [...(input.disabledFilters ?? [])],
     workingMode: input.workingMode || DEFAULTS.workingMode,
+    scopeChangeWaitMs: input.scopeChangeWaitMs ?? DEFAULTS.scopeChangeWaitMs,
   };
+  if (!Number.isFinite(opts.scopeChangeWaitMs) || opts.scopeChangeWaitMs < 0) throw new UsageError(`--scope-change-wait: ${opts.scopeChangeWaitMs} ms is not a duration`);
   if (!opts.nodeName) throw new UsageError('--node-name (or NODE_NAME) is required');
   if (!(LOG_LEVELS as readonly string[]).includes(opts.logLevel)) {
     throw new UsageError(`--log-level: "${opts.logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);

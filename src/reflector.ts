@@ -64,7 +64,12 @@ export class Reflector {
   private backoffMs = 0;
   lastError: string | undefined;
 
-  constructor(private readonly opts: ReflectorOptions) {}
+  /** The resource it reads (the path's last segment), for Revisions.highFor. */
+  private readonly resource: string;
+
+  constructor(private readonly opts: ReflectorOptions) {
+    this.resource = opts.path.split('/').pop()!;
+  }
 
   get synced(): boolean {
     return this.syncedOnce;
@@ -133,7 +138,7 @@ export class Reflector {
     }
     for (const [key, obj] of this.store) if (!seen.has(key)) this.apply('deleted', obj);
     this.lastRv = rv;
-    this.opts.revisions.observe(this.lastRv);
+    this.opts.revisions.observe(this.lastRv, this.resource);
     if (!this.syncedOnce) {
       this.syncedOnce = true;
       for (const resolve of this.syncWaiters.splice(0)) resolve();
@@ -194,7 +199,7 @@ export class Reflector {
       const rv = event.object.metadata?.resourceVersion;
       if (rv) {
         this.lastRv = rv;
-        this.opts.revisions.observe(rv);
+        this.opts.revisions.observe(rv, this.resource);
       }
       if (event.type === 'ADDED') this.apply(this.store.has(objectKey(event.object)) ? 'modified' : 'added', event.object);
       else if (event.type === 'MODIFIED') this.apply('modified', event.object);

@@ -12,6 +12,7 @@ import type { KubeObject } from '../../filters/types.js';
 import { startPoolview, type RunningPoolview } from '../app.js';
 import { upstreamFromKubeconfig, upstreamFromUrl } from '../upstream.js';
 import { createLogger } from '../log.js';
+import { DEFAULTS } from '../options.js';
 import { jsonLines } from '../json-lines.js';
 import type { Upstream } from '../types.js';
 
@@ -265,7 +266,9 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
         await step().catch((err: Error) => {
           if (!stopping) throw err;
         });
-        await Promise.race([new Promise((r) => setTimeout(r, Math.min(interval, 1000))), stop]);
+        // A scope change waits up to --scope-change-wait for an upstream revision past it (README,
+        // "Scope changes"); nothing but the steps writes EndpointSlices here.
+        await Promise.race([new Promise((r) => setTimeout(r, Math.min(interval, 1000) + DEFAULTS.scopeChangeWaitMs)), stop]);
         if (stopping) break;
         show();
       }

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { KubeObject, ProxyAddress, Scope } from '../../filters/types.js';
 import type { Upstream } from '../types.js';
 import { NotServedError, Reflector, keyOnly, metadataOnly, objectKey, type ReflectorHandler } from '../reflector.js';
-import type { Revisions } from '../revisions.js';
+import { rvNumber, type Revisions } from '../revisions.js';
 import type { Targeting } from '../targeting.js';
 import { FEATURE_GATES, parseFeatureGates } from '../options.js';
 
@@ -34,9 +34,10 @@ export interface ScopeSourceOptions {
 
 /**
  * Resources to re-evaluate; a focus narrows it to the objects of these Services ("ns/name") or with
- * endpoints on these nodes.
+ * endpoints on these nodes. `revision`: the resourceVersion of the write that changed the scope,
+ * when one did (a Service, Node, NodePool or ConfigMap event).
  */
-type ChangeListener = (resources: ReadonlySet<string>, reason: string, focus?: ChangeFocus) => void;
+type ChangeListener = (resources: ReadonlySet<string>, reason: string, focus?: ChangeFocus, revision?: number) => void;
 export interface ChangeFocus {
   services?: ReadonlySet<string>;
   nodes?: ReadonlySet<string>;
@@ -223,9 +224,10 @@ export class ScopeSources implements Scope {
 
   // ---- change detection ----
 
-  private notify(resources: Set<string>, reason: string, focus?: ChangeFocus): void {
+  private notify(resources: Set<string>, reason: string, focus?: ChangeFocus, by?: KubeObject): void {
     if (resources.size === 0) return;
-    for (const listener of this.listeners) listener(resources, reason, focus);
+    const revision = rvNumber(by?.metadata.resourceVersion) || undefined;
+    for (const listener of this.listeners) listener(resources, reason, focus, revision);
   }
 
   /**
@@ -233,16 +235,16 @@ export class ScopeSources implements Scope {
    * the listen pools it matches), so other nodes' moves concern only the endpoints on them;
    * auto-listen endpoint pools are recomputed after the usual debounce.
    */
-  private poolsChanged(reason: string, moved?: ReadonlySet<string>): void {
-    if (!moved || moved.has(this.nodeName)) this.notify(new Set(['services', ...ENDPOINT_RESOURCES]), reason);
-    else if (moved.size > 0) this.notify(new Set(ENDPOINT_RESOURCES), reason, { nodes: moved });
+  private poolsChanged(reason: string, moved: ReadonlySet<string> | undefined, by: KubeObject): void {
+    if (!moved || moved.has(this.nodeName)) this.notify(new Set(['services', ...ENDPOINT_RESOURCES]), reason, undefined, by);
+    else if (moved.size > 0) this.notify(new Set(ENDPOINT_RESOURCES), reason, { nodes: moved }, by);
     this.scheduleAllEndpointPools();
   }
 
   private readonly onService: ReflectorHandler = (type, obj, old) => {
     const before = old?.metadata.annotations?.[TOPOLOGY_ANNOTATION];
     const after = type === 'deleted' ? undefined : obj.metadata.annotations?.[TOPOLOGY_ANNOTATION];
-    if (before !== after) this.notify(new Set(ENDPOINT_RESOURCES), 'service-topology', { services: new Set([objectKey(obj)]) });
+    if (before !== after) this.notify(new Set(ENDPOINT_RESOURCES), 'service-topology', { services: new Set([objectKey(obj)]) }, obj);
   };
 
   private readonly onNode: ReflectorHandler = (type, obj) => {
@@ -252,7 +254,7 @@ export class ScopeSources implements Scope {
     if (before === after) return;
     if (after === undefined) this.nodeLabelPool.delete(name);
     else this.nodeLabelPool.set(name, after);
-    if (!this.poolNodes || name === this.nodeName) this.poolsChanged('node-pool-label', new Set([name]));
+    if (!this.poolNodes || name === this.nodeName) this.poolsChanged('node-pool-label', new Set([name]), obj);
   };
 
   private readonly onNodePool: ReflectorHandler = (type, obj) => {
@@ -270,8 +272,8 @@ export class ScopeSources implements Scope {
     for (const node of nodes) this.statusPoolOf.set(node, name);
     const moved = new Set([...nodes].filter((n) => !before?.has(n)));
     for (const node of before ?? []) if (!nodes.has(node)) moved.add(node);
-    if (gatesChanged) this.poolsChanged('nodepool-gates');
-    else if (moved.size > 0) this.poolsChanged('nodepool', moved);
+    if (gatesChanged) this.poolsChanged('nodepool-gates', undefined, obj);
+    else if (moved.size > 0) this.poolsChanged('nodepool', moved, obj);
   };
 
   private readPoolGates(pool: string, value: string | undefined): void {
@@ -293,7 +295,7 @@ export class ScopeSources implements Scope {
     for (const warning of warnings) this.warnOnce(warning, { configMap: this.opts.configMap.name }, `ignoring ConfigMap entry: ${warning}`);
     if (this.opts.targeting.version !== version) {
       this.opts.log.info({ configMap: this.opts.configMap.name }, 'filter targeting changed');
-      this.notify(new Set(this.opts.targeting.resources), 'configmap');
+      this.notify(new Set(this.opts.targeting.resources), 'configmap', undefined, obj);
     }
   };
 

@@ -29,6 +29,8 @@ export interface ViewOptions {
   filters?: readonly Filter[];
   /** Where in-cluster clients reach poolview; later with ViewService.scope.setProxyAddress. */
   proxyAddress?: ProxyAddress;
+  /** --scope-change-wait: how long transitions and lists wait for a revision past a scope change (default 1 s). */
+  scopeChangeWaitMs?: number;
 }
 
 export interface ReadinessCheck {
@@ -53,10 +55,10 @@ export async function startViews(opts: ViewOptions): Promise<ViewService> {
   const filters = opts.filters ?? builtinFilters;
   const targeting = new Targeting(filters);
   const scope = new ScopeSources({ ...opts, targeting, revisions });
-  const registry = new ViewRegistry(revisions, opts.registry, opts.log);
+  const registry = new ViewRegistry(revisions, opts.registry, opts.log, opts.scopeChangeWaitMs);
   // Until the sources have synced no targeted request was served: what they learn meanwhile is the
   // initial state, not a change anyone saw (the synced scope is applied once, below).
-  scope.onChange((resources, cause, focus) => registry.scopeChanged(resources, cause, { focus, mark: scope.synced }));
+  scope.onChange((resources, cause, focus, revision) => registry.scopeChanged(resources, cause, { focus, revision, mark: scope.synced }));
   scope.start();
   // Components a filter targets now or did before: only their views ever differed from upstream,
   // so only their answers need the scope-change marks of docs/design.md rule 5. Bounded by the ConfigMap's size.
@@ -72,19 +74,24 @@ export async function startViews(opts: ViewOptions): Promise<ViewService> {
 
   // Requests served before the sources synced were decided with the default targeting only. The
   // synced scope is a change (with a new revision, rule 5) only for a component served then that the
-  // synced ConfigMap targets; for anyone else it changes nothing they were shown. It is applied
-  // before any waiting targeted request goes on, so no client lists before it and resumes after it.
+  // synced ConfigMap targets; for anyone else it changes nothing they were shown. It is applied once,
+  // by whichever notices the sync first, before any waiting targeted request goes on: no client
+  // lists before it and resumes after it.
   const servedBeforeSync = new Set<string>();
-  const syncApplied = scope.waitSynced().then(() => {
-    const targetedNow = [...servedBeforeSync].some((c) => builtinFilters.some((f) => targeting.componentsFor(f.name).includes(c)));
+  let syncApplied = false;
+  const applySync = () => {
+    if (syncApplied || !scope.synced) return;
+    syncApplied = true;
+    const targetedNow = [...servedBeforeSync].some((c) => filters.some((f) => targeting.componentsFor(f.name).includes(c)));
     registry.scopeChanged(filterable, 'synced', { mark: targetedNow });
     servedBeforeSync.clear();
-  });
+  };
+  const syncDone = scope.waitSynced().then(applySync);
 
   async function synced(): Promise<boolean> {
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), opts.readyWaitMs ?? 10_000)));
-    const ok = await Promise.race([syncApplied.then(() => true), deadline]);
+    const ok = await Promise.race([syncDone.then(() => true), deadline]);
     clearTimeout(timer);
     return ok;
   }
@@ -105,6 +112,7 @@ export async function startViews(opts: ViewOptions): Promise<ViewService> {
       return true;
     }
     if (!scope.synced && servedBeforeSync.size < 1000) servedBeforeSync.add(component);
+    applySync();
     try {
       if (info.verb === 'watch') await serveWatch(ctx, subject, deps);
       else await serveList(ctx, subject, deps);

@@ -57,22 +57,30 @@ export function wellFormedVersionQuery(query: URLSearchParams): boolean {
   return (rv === '' || (/^\d+$/.test(rv) && Number.isSafeInteger(Number(rv)))) && ['', 'NotOlderThan', 'Exact'].includes(match);
 }
 
-/** A change's revision exists once upstream wrote past W; a quiet cluster takes a moment. */
-const FRESH_RETRIES = 20;
-const FRESH_RETRY_MS = 100;
+/** Between two probes of upstream's current revision. */
+const PROBE_INTERVAL_MS = 250;
 
 /**
- * Waits (bounded) until upstream has reached revision `at`, learning its current revision from a
- * one-item consistent list. Marks (docs/design.md rule 5, mechanism (d)) must be revisions that exist.
+ * Waits until upstream has reached revision `at`, for --scope-change-wait at most, learning its
+ * current revision from one-item consistent lists (which see every write, node leases included).
+ * Only needed when `at` is past every revision poolview saw: a client holds a view at the newest
+ * one (ViewRegistry.changedAt), and rule 5 marks must be revisions that exist. Logs when it runs out.
  */
 export async function awaitRevision(ctx: InterceptContext, deps: ViewDeps, at: number, signal: AbortSignal): Promise<void> {
+  if (deps.revisions.high >= at) return;
   const url = new URL(ctx.req.url ?? '/', 'http://x');
-  for (let attempt = 0; deps.revisions.high < at && attempt < FRESH_RETRIES; attempt++) {
-    if (attempt > 0) await new Promise((r) => setTimeout(r, FRESH_RETRY_MS));
+  const deadline = Date.now() + deps.registry.scopeChangeWaitMs;
+  for (let first = true; deps.revisions.high < at; first = false) {
+    const left = deadline - Date.now();
+    if (left <= 0) {
+      ctx.log.info({ resource: ctx.info.resource, at, highest: deps.revisions.high }, 'no newer revision upstream within --scope-change-wait; serving at an older one (its watch will re-list)');
+      return;
+    }
+    if (!first) await new Promise((r) => setTimeout(r, Math.min(PROBE_INTERVAL_MS, left)));
     const upstream = await getUpstream(ctx, `${url.pathname}?limit=1`, signal);
     const text = await readAll(upstream.body);
     if (upstream.statusCode !== 200) return;
-    deps.revisions.observe((JSON.parse(text) as KubeList).metadata?.resourceVersion);
+    deps.revisions.observe((JSON.parse(text) as KubeList).metadata?.resourceVersion, ctx.info.resource);
   }
 }
 
@@ -80,13 +88,15 @@ export async function awaitRevision(ctx: InterceptContext, deps: ViewDeps, at: n
  * A component no filter ever targeted sees upstream as it is, streamed byte for byte; only the
  * resourceVersion is read from the head of the body, so that W counts what this client was served.
  */
-async function streamUnchanged(res: ServerResponse, upstream: UpstreamResponse, deps: ViewDeps): Promise<void> {
+async function streamUnchanged(res: ServerResponse, upstream: UpstreamResponse, deps: ViewDeps, resource: string): Promise<void> {
   res.writeHead(200, { 'content-type': String(upstream.headers['content-type']) });
   let head = true;
   for await (const chunk of upstream.body) {
     if (head) {
       head = false;
-      deps.revisions.observe(/"resourceVersion":"(\d+)"/.exec((chunk as Buffer).subarray(0, 4096).toString('latin1'))?.[1]);
+      const rv = rvNumber(/"resourceVersion":"(\d+)"/.exec((chunk as Buffer).subarray(0, 4096).toString('latin1'))?.[1]);
+      deps.revisions.observe(rv, resource);
+      deps.registry.delivered(resource, rv);
     }
     if (!res.write(chunk)) await drained(res);
   }
@@ -104,7 +114,9 @@ export async function serveList(ctx: InterceptContext, subject: ViewSubject, dep
   const { metadataOnly, acceptable } = negotiate(req.headers.accept);
   if (!acceptable) return sendJson(res, 406, status(406, 'NotAcceptable', 'only application/json is served for filtered resources'));
   const url = new URL(req.url ?? '/', 'http://x');
-  if (info.verb === 'list' && subject.marked()) consistentListQuery(url.searchParams, Math.max(deps.revisions.high, deps.registry.changedAt(info.resource)));
+  // Past the resource's last scope change is all the contract needs: rv=0 lists (informers, the
+  // kubelet's Pods) stay cache reads at the apiserver until a change makes them stale.
+  if (info.verb === 'list' && subject.marked()) consistentListQuery(url.searchParams, deps.registry.changedAt(info.resource));
 
   const abort = new AbortController();
   // Only a client that left early aborts: an AbortError costs a stack trace per request.
@@ -113,26 +125,33 @@ export async function serveList(ctx: InterceptContext, subject: ViewSubject, dep
   let changedAt: number;
   let chain: readonly Filter[];
   let kept: Record<string, string | string[]> = {};
-  if (info.verb === 'list' && subject.marked()) await awaitRevision(ctx, deps, deps.registry.changedAt(info.resource), abort.signal);
+  // The wait for a newer revision happens once per request, bounded by --scope-change-wait.
+  let waited = false;
+  if (info.verb === 'list' && subject.marked() && deps.registry.changedAt(info.resource) > deps.revisions.high) {
+    waited = true;
+    await awaitRevision(ctx, deps, deps.registry.changedAt(info.resource), abort.signal);
+  }
   for (let attempt = 0; ; attempt++) {
     const upstream = await getUpstream(ctx, url.pathname + url.search, abort.signal);
     const type = String(upstream.headers['content-type'] ?? '');
     if (upstream.statusCode !== 200 || !type.startsWith('application/json')) return relay(res, upstream);
-    if (subject.chain().length === 0 && !subject.marked() && !metadataOnly) return streamUnchanged(res, upstream, deps);
+    if (subject.chain().length === 0 && !subject.marked() && !metadataOnly) return streamUnchanged(res, upstream, deps, info.resource);
     body = await listSlots.run(async () => JSON.parse(await readAll(upstream.body)) as KubeObject | KubeList, abort.signal);
     kept = upstreamHeaders(upstream.headers);
     const rv = rvNumber(body.metadata?.resourceVersion);
-    deps.revisions.observe(rv);
+    deps.revisions.observe(rv, info.resource);
     chain = subject.chain();
     // Objects are marked with the last scope change's revision (docs/design.md mechanism (d)): it must be one the
     // answer already covers, so a change that came in meanwhile means reading again.
     changedAt = subject.marked() ? deps.registry.changedAt(info.resource) : 0;
-    if (info.verb !== 'list' || changedAt <= rv || attempt === 3) {
+    if (info.verb !== 'list' || changedAt <= rv || attempt === 1) {
       changedAt = Math.min(changedAt, info.verb === 'list' ? rv : deps.revisions.high);
+      if (info.verb === 'list') deps.registry.delivered(info.resource, rv);
       break;
     }
     consistentListQuery(url.searchParams, changedAt);
-    await awaitRevision(ctx, deps, changedAt, abort.signal);
+    if (!waited) await awaitRevision(ctx, deps, changedAt, abort.signal);
+    waited = true;
   }
   if (info.verb === 'get') {
     const out = applyChain(chain, body as KubeObject, deps.scope);

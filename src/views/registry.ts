@@ -1,5 +1,5 @@
-// Open views by resource, and what every view needs to know about scope changes: the first
-// revision after the last one was applied.
+// Open views by resource, and what every view needs to know about scope changes: the revision
+// from which every client's view of a resource is built with the new scope.
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Revisions } from '../revisions.js';
@@ -18,9 +18,10 @@ interface ScopeChange {
   /** Counts the changes applied to the resource, so a view built meanwhile can catch up. */
   generation: number;
   /**
-   * The first revision after the change: W + 1 when it was applied. Everything a client saw before
-   * the change is older; every list served after it waits until upstream reaches it (docs/design.md mechanism (c)),
-   * so a resourceVersion tells on its own which scope a client's view was built with.
+   * The change's revision: max(T, D + 1), with T the revision of the write that caused it (else W)
+   * and D the highest revision delivered to any client of the resource before it. Everything a
+   * client was served with the old scope is older; its transitions and everything served after
+   * them are at or past it, so a resourceVersion tells on its own which scope a view was built with.
    */
   at: number;
 }
@@ -37,6 +38,8 @@ const RECENT_CHANGES = 32;
 export class ViewRegistry {
   private readonly views = new Map<string, Set<ReevaluatingView>>();
   private readonly changes = new Map<string, ScopeChange>();
+  /** Per resource, the highest resourceVersion delivered to a client (D). */
+  private readonly deliveredAt = new Map<string, number>();
   private readonly pending = new Map<string, string>(); // resource -> cause
   private readonly recent = new Map<string, Array<{ generation: number; focus?: ChangeFocus }>>();
   private readonly stores = new Map<string, SharedObjects>();
@@ -51,8 +54,15 @@ export class ViewRegistry {
     private readonly revisions: Revisions,
     registry: Registry,
     private readonly log: Logger,
+    /** How long a view holds a scope change's transitions for a usable revision (--scope-change-wait). */
+    readonly scopeChangeWaitMs = 1000,
   ) {
     this.metrics = new ViewMetrics(registry, this);
+  }
+
+  /** A client of `resource` was served (or resumes from) revision rv. */
+  delivered(resource: string, rv: number): void {
+    if (rv > (this.deliveredAt.get(resource) ?? 0)) this.deliveredAt.set(resource, rv);
   }
 
   /** A complete filtered list just served: a watch from its resourceVersion seeds from it. */
@@ -135,21 +145,35 @@ export class ViewRegistry {
     return { services, nodes };
   }
 
+  /**
+   * The revision a change's transitions go out at: past everything delivered with the old scope
+   * (D + 1), and the revision T of the write that caused it when that is later — a write of another
+   * resource (a Service, Node, NodePool, ConfigMap), so never one of this resource's events, which
+   * the transitions must precede. Without such a T, past every revision seen on this resource's
+   * streams, which may be events no view delivered yet.
+   */
+  private changeRevision(resource: string, written: number): number {
+    const past = (this.deliveredAt.get(resource) ?? 0) + 1;
+    if (written >= past) return written;
+    return Math.max(past, this.revisions.highFor(resource) + 1);
+  }
+
   /** A watch may resume from rv without a re-list when its client's view was built after the last scope change. */
   canResume(resource: string, rv: number): boolean {
     return rv >= this.changedAt(resource);
   }
 
   /**
-   * Called as soon as a scope input changed. The change's revision is taken at once, so anything
-   * served from now on is marked with it; the open views are re-evaluated together a moment later.
-   * `mark: false` re-evaluates without a new revision: for a change no client has seen a view of.
+   * Called as soon as a scope input changed, with the revision of the write that changed it. The
+   * change's revision is taken at once, so anything served from now on is marked with it; the open
+   * views are re-evaluated together a moment later. `mark: false` re-evaluates without a new
+   * revision: for a change no client has seen a view of.
    */
-  scopeChanged(resources: Iterable<string>, cause: string, opts: { mark?: boolean; focus?: ChangeFocus } = {}): void {
+  scopeChanged(resources: Iterable<string>, cause: string, opts: { mark?: boolean; focus?: ChangeFocus; revision?: number } = {}): void {
     this.affected.clear();
-    const at = opts.mark === false ? 0 : this.revisions.high + 1;
     for (const resource of resources) {
       const generation = this.generation(resource) + 1;
+      const at = opts.mark === false ? 0 : this.changeRevision(resource, opts.revision ?? 0);
       this.changes.set(resource, { generation, at: Math.max(at, this.changedAt(resource)) });
       let recent = this.recent.get(resource);
       if (!recent) this.recent.set(resource, (recent = []));
@@ -189,6 +213,8 @@ export class ViewMetrics {
   readonly synthesized: Counter<'type' | 'cause'>;
   readonly fanout: Histogram;
   readonly slowClientsCut: Counter<'resource'>;
+  readonly fallbacks: Counter<'reason'>;
+  readonly held: Histogram;
 
   constructor(registry: Registry, views: ViewRegistry) {
     this.synthesized = new Counter({
@@ -204,6 +230,18 @@ export class ViewMetrics {
       registers: [registry],
     });
     this.slowClientsCut = new Counter({ name: 'poolview_watch_clients_cut_slow_total', help: 'Filtered watches closed because the client fell 16 MiB behind', labelNames: ['resource'], registers: [registry] });
+    this.fallbacks = new Counter({
+      name: 'poolview_scope_change_fallbacks_total',
+      help: 'Scope-change transitions a view sent at its last delivered resourceVersion (DELETED+ADDED where the client may hold it) instead of at the change\'s revision: timeout = no later upstream event or bookmark within --scope-change-wait, conflict = the next upstream event was at the change\'s revision',
+      labelNames: ['reason'],
+      registers: [registry],
+    });
+    this.held = new Histogram({
+      name: 'poolview_scope_change_held_seconds',
+      help: 'How long a view held a scope change\'s transitions until its upstream passed the change\'s revision (or the wait ran out)',
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10],
+      registers: [registry],
+    });
     new Gauge({
       name: 'poolview_views_open',
       help: 'Filtered watch views open',

@@ -58,6 +58,11 @@ export class WatchView implements ReevaluatingView {
   private holdsOneRevision = false;
   /** Lines of a re-evaluation, written together. */
   private batch: string[] | undefined;
+  /**
+   * Scope-change transitions held until upstream passes the change's revision (see holdTransitions):
+   * the objects they concern, since when, why.
+   */
+  private due: { keys: Set<string>; since: number; cause: string; timer?: NodeJS.Timeout } | undefined;
 
   constructor(
     private readonly ctx: InterceptContext,
@@ -100,7 +105,7 @@ export class WatchView implements ReevaluatingView {
     const type = this.raw ? EVENT_TYPE.exec(line)?.[1] : undefined;
     if (!type) return this.onUpstream(JSON.parse(line) as WatchEvent, line);
     const rv = RESOURCE_VERSION.exec(line)?.[1];
-    this.deps.revisions.observe(rv);
+    this.deps.revisions.observe(rv, this.resource);
     this.write(line);
     if (type === 'ERROR') return false;
     if (type === 'BOOKMARK' && this.initial && line.includes(`"${INITIAL_EVENTS_END}":"true"`)) {
@@ -135,7 +140,7 @@ export class WatchView implements ReevaluatingView {
 
   /** A raw watch resumed at rv: its client holds the upstream state at rv. */
   resumeRaw(rv: number): void {
-    this.hwm = rv;
+    this.advance(rv);
     this.holdsOneRevision = true;
   }
 
@@ -148,18 +153,19 @@ export class WatchView implements ReevaluatingView {
       const out = this.decide(obj);
       this.entries.set(objectKey(obj), { obj, held: out ? this.store.notOlderThan(out, changedAt) : undefined, exact: false });
     }
-    this.hwm = rv;
+    this.advance(rv);
   }
 
   /** Handles one upstream event (onLines has applied the scope changes first); returns false when the stream must end. */
   private onUpstream(event: WatchEvent, line: string): boolean {
     const rv = event.object?.metadata?.resourceVersion;
-    this.deps.revisions.observe(rv);
+    this.deps.revisions.observe(rv, this.resource);
     if (event.type === 'ERROR') {
       this.write(line);
       return false;
     }
     if (event.type === 'BOOKMARK') {
+      this.beforeUpstream(rvNumber(rv), true);
       if (this.initial && event.object.metadata.annotations?.[INITIAL_EVENTS_END] === 'true') {
         this.initial = false;
       }
@@ -168,6 +174,7 @@ export class WatchView implements ReevaluatingView {
       return true;
     }
     const key = objectKey(event.object);
+    this.beforeUpstream(rvNumber(rv), false, key);
     const entry = this.entries.get(key);
     if (event.type === 'DELETED') {
       this.entries.delete(key);
@@ -233,54 +240,121 @@ export class WatchView implements ReevaluatingView {
       // a fresh streaming list is simpler than patching it (client-go retries on Expired).
       return this.expire();
     }
-    const at = String(this.hwm);
-    const counts = { ADDED: 0, MODIFIED: 0, DELETED: 0 };
-    const count = (type: keyof typeof counts) => counts[type]++;
-    // One write per view: a chunk per event would cost a syscall buffer each, times every open watch.
-    this.batched(() => this.decideAgain(affected, at, count));
-    for (const [type, n] of Object.entries(counts)) if (n > 0) this.deps.registry.metrics.synthesized.inc({ type, cause }, n);
+    const keys = this.due?.keys ?? new Set<string>();
+    for (const [key, entry] of this.affectedEntries(affected)) if (this.transitionDue(entry)) keys.add(key);
+    if (keys.size === 0 || this.due) return;
+    this.holdTransitions(keys, cause);
   }
 
-  /** Sends the transitions of the affected objects whose decision changed, at revision `at`. */
-  private decideAgain(affected: Affected, at: string, count: (type: 'ADDED' | 'MODIFIED' | 'DELETED') => void): void {
-    for (const entry of this.affectedEntries(affected)) {
-      const out = this.decide(entry.obj);
+  /**
+   * The transitions of a scope change go out at the change's revision C (ViewRegistry.changedAt):
+   * a real revision, newer than anything the client holds, from which a resumed watch is seeded
+   * with the new scope. They may go out only once this view has delivered every upstream event up
+   * to C, which the next upstream event past C (or a bookmark at C or past it) tells; they go out
+   * just before it. Held longer than --scope-change-wait, they go out at the last delivered
+   * resourceVersion instead, as DELETED+ADDED where the client may already hold it (a fallback).
+   */
+  private holdTransitions(keys: Set<string>, cause: string): void {
+    this.due = { keys, since: performance.now(), cause };
+    const wait = this.deps.registry.scopeChangeWaitMs;
+    if (wait <= 0) return this.sendDue('timeout', this.hwm);
+    this.due.timer = setTimeout(() => this.sendDue('timeout', this.hwm), wait).unref();
+  }
+
+  /** Before an upstream event or bookmark at rv (of `key`): the held transitions go out if rv allows. */
+  private beforeUpstream(rv: number, bookmark: boolean, key?: string): void {
+    if (!this.due) return;
+    const at = this.deps.registry.changedAt(this.resource);
+    if (rv > at || (bookmark && rv >= at)) this.sendDue('revision', at);
+    // The change's own revision is this event's: the transitions cannot come before it at C.
+    else if (rv === at) this.sendDue('conflict', rv - 1);
+    // An earlier event decides its object anew and sends it at its own revision.
+    else if (key) this.due.keys.delete(key);
+  }
+
+  /**
+   * Sends the held transitions, the last one at `at`. A client cut off in the middle of them must
+   * not resume from `at` as if it had them all: the ones before go out at `at - 1` when `at` is the
+   * change's revision (a resume from there is answered 410 and re-lists), else at `at` too.
+   */
+  private sendDue(outcome: 'revision' | 'timeout' | 'conflict', at: number): void {
+    const due = this.due;
+    if (!due || this.closed) return;
+    this.due = undefined;
+    clearTimeout(due.timer);
+    const metrics = this.deps.registry.metrics;
+    metrics.held.observe((performance.now() - due.since) / 1000);
+    if (outcome !== 'revision') {
+      metrics.fallbacks.inc({ reason: outcome });
+      this.ctx.log.debug({ resource: this.resource, component: this.ctx.component, reason: outcome, at }, 'scope change sent at the last delivered resourceVersion');
+    }
+    const counts = { ADDED: 0, MODIFIED: 0, DELETED: 0 };
+    const count = (type: keyof typeof counts) => counts[type]++;
+    const prefix = outcome === 'revision' ? Math.max(at - 1, this.hwm) : at;
+    // One write per view: a chunk per event would cost a syscall buffer each, times every open watch.
+    this.batched(() => this.sendTransitions(this.transitionsOf(due.keys), prefix, at, count));
+    this.advance(at);
+    for (const [type, n] of Object.entries(counts)) if (n > 0) metrics.synthesized.inc({ type, cause: due.cause }, n);
+  }
+
+  /** Whether the object's decision differs from what the client holds. */
+  private transitionDue(entry: Entry): boolean {
+    const out = this.decide(entry.obj);
+    return out ? !entry.held || !sameContent(out, entry.held) : !!entry.held;
+  }
+
+  /** The objects among `keys` whose decision differs from what the client holds, with it. */
+  private transitionsOf(keys: Iterable<string>): Array<{ entry: Entry; out: KubeObject | null }> {
+    const out: Array<{ entry: Entry; out: KubeObject | null }> = [];
+    for (const key of keys) {
+      const entry = this.entries.get(key);
+      if (entry && this.transitionDue(entry)) out.push({ entry, out: this.decide(entry.obj) });
+    }
+    return out;
+  }
+
+  /** Sends the transitions, all at `prefix` but the last at `last`; a MODIFIED only where it changes the held resourceVersion. */
+  private sendTransitions(transitions: Array<{ entry: Entry; out: KubeObject | null }>, prefix: number, last: number, count: (type: 'ADDED' | 'MODIFIED' | 'DELETED') => void): void {
+    // An object held at the prefix revision goes last, where its MODIFIED gets a newer one.
+    const atPrefix = transitions.findIndex((t) => t.out && t.entry.held?.metadata.resourceVersion === String(prefix));
+    if (atPrefix >= 0) transitions.push(...transitions.splice(atPrefix, 1));
+    transitions.forEach(({ entry, out }, i) => {
+      const rv = i === transitions.length - 1 ? last : prefix;
+      const at = String(rv);
       const held = entry.held;
-      if (!out && !held) continue;
+      const exact = entry.exact !== false;
+      entry.exact = true;
       if (!held) {
         entry.held = this.store.atRevision(out!, at);
-        entry.exact = true;
         this.send('ADDED', entry.held);
         count('ADDED');
       } else if (!out) {
         entry.held = undefined;
         this.send('DELETED', this.store.atRevision(held, at));
         count('DELETED');
-      } else if (!sameContent(out, held)) {
-        if (entry.exact !== false && held.metadata.resourceVersion !== at) {
-          entry.held = this.store.atRevision(out, at);
+      } else {
+        entry.held = this.store.atRevision(out, at);
+        // Past the last delivered resourceVersion, nothing the client holds has this one.
+        if (rv > this.hwm || (exact && held.metadata.resourceVersion !== at)) {
           this.send('MODIFIED', entry.held);
-          entry.exact = true;
           count('MODIFIED');
         } else {
           // docs/design.md rule 5, mechanism (a): the client may already hold this resourceVersion, so a MODIFIED could
           // look like a resync to its informer; DELETED + ADDED always reaches the handlers.
-          entry.held = this.store.atRevision(out, at);
-          entry.exact = true;
           this.send('DELETED', this.store.atRevision(held, at));
           this.send('ADDED', entry.held);
           count('DELETED');
           count('ADDED');
         }
       }
-    }
+    });
   }
 
-  private *affectedEntries(affected: Affected): Iterable<Entry> {
-    if (affected === 'all') return yield* this.entries.values();
+  private *affectedEntries(affected: Affected): Iterable<[string, Entry]> {
+    if (affected === 'all') return yield* this.entries;
     for (const key of this.store.keysOf(affected)) {
       const entry = this.entries.get(key);
-      if (entry) yield entry;
+      if (entry) yield [key, entry];
     }
   }
 
@@ -290,9 +364,11 @@ export class WatchView implements ReevaluatingView {
     this.close();
   }
 
-  private advance(rv: string | undefined): void {
-    const n = rvNumber(rv);
-    if (n > this.hwm) this.hwm = n;
+  private advance(rv: string | number | undefined): void {
+    const n = typeof rv === 'number' ? rv : rvNumber(rv);
+    if (n <= this.hwm) return;
+    this.hwm = n;
+    this.deps.registry.delivered(this.resource, n);
   }
 
   private send(type: EventType, object: KubeObject): void {
@@ -339,6 +415,8 @@ export class WatchView implements ReevaluatingView {
     this.batch = undefined;
     if (pending && pending.length > 0 && !this.ctx.res.writableEnded) this.ctx.res.write(pending.join('\n') + '\n');
     this.closed = true;
+    clearTimeout(this.due?.timer);
+    this.due = undefined;
     this.store.release();
     this.abort.abort();
     this.deps.registry.remove(this);

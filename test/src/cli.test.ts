@@ -132,6 +132,7 @@ describe('mistakes are one line on stderr and exit code 2', () => {
     ['a certificate without its key', ['--node-name', 'n', '--tls-cert-file', '/x.crt'], {}, /go together/],
     ['certificate files and CSRs at once', ['--node-name', 'n', '--tls-cert-file', '/x.crt', '--tls-private-key-file', '/x.key', '--rotate-server-certificates'], {}, /exclude each other/],
     ['a bad boolean', ['--node-name', 'n', '--rotate-server-certificates=maybe'], {}, /^poolview: --rotate-server-certificates: "maybe" is not true or false /],
+    ['a bad duration', ['--node-name', 'n', '--scope-change-wait', '2'], {}, /^poolview: --scope-change-wait: "2" is not a duration /],
     ['a secure port without a certificate', ['--node-name', 'n', '--secure-port', '10268'], {}, /--secure-port needs a serving certificate/],
     ['a missing kubeconfig', ['--node-name', 'n', '--kubeconfig', '/nonexistent/kubeconfig'], {}, /^poolview: cannot read kubeconfig \/nonexistent\/kubeconfig: no such file\n$/],
     ['a missing kubeconfig from KUBECONFIG', [], { NODE_NAME: 'n', KUBECONFIG: '/nonexistent/kc' }, /^poolview: cannot read kubeconfig \/nonexistent\/kc/],
@@ -207,6 +208,14 @@ describe('in-cluster client filters: --disabled-filters, --working-mode, poolvie
     expect(opts({}).workingMode).toBe('edge');
     expect(opts({}).disabledFilters).toEqual([]);
   });
+});
+
+it('--scope-change-wait takes a Go duration, in milliseconds (default 1 s)', () => {
+  expect(parseServeArgs(['--scope-change-wait', '2s'], {}).scopeChangeWaitMs).toBe(2000);
+  expect(parseServeArgs(['--scope-change-wait=1.5s'], {}).scopeChangeWaitMs).toBe(1500);
+  expect(parseServeArgs([], { POOLVIEW_SCOPE_CHANGE_WAIT: '250ms' }).scopeChangeWaitMs).toBe(250);
+  expect(parseServeArgs(['--scope-change-wait', '0'], {}).scopeChangeWaitMs).toBe(0);
+  expect(resolveOptions({ nodeName: 'n' }).scopeChangeWaitMs).toBe(1000);
 });
 
 it('a boolean flag alone means true, as in Kubernetes components', () => {

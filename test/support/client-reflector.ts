@@ -19,6 +19,31 @@ export interface ClientReflectorOptions {
   mode: 'classic' | 'watchlist';
   /** Random watch timeouts make routine re-watches frequent. */
   timeoutSeconds?: () => number;
+  /** Told of every watch event the client applies (after the informer's checks). */
+  onEvent?: (event: ReceivedEvent) => void;
+  /** Whether to cut the watch right after this event and resume from its resourceVersion (view contract (iii)). */
+  resumeAfter?: (event: ReceivedEvent) => boolean;
+}
+
+/** A watch cut right after an event and resumed from its resourceVersion: was it answered 410, and when. */
+export interface Resume {
+  event: ReceivedEvent;
+  receivedAt: number;
+  expired?: boolean;
+  answeredAt?: number;
+}
+
+/** A watch event as the client received it, with what it held for that object before. */
+export interface ReceivedEvent {
+  type: string;
+  key: string;
+  resourceVersion: string;
+  /** The resourceVersion the client held for the object, if any. */
+  heldResourceVersion?: string;
+  /** Whether the event changed the object's content in the client's cache. */
+  contentChanged: boolean;
+  /** Whether the next line the connection delivered is past the next revision (false when none came yet). */
+  lastAtRevision: boolean;
 }
 
 const key = (o: Obj) => `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
@@ -34,6 +59,14 @@ export class ClientReflector {
   lastSync = '';
   relists = 0;
   rewatches = 0;
+  /** Watches resumed right after an event (resumeAfter), and whether poolview answered 410 Expired. */
+  readonly resumes: Resume[] = [];
+  private probe: Resume | undefined;
+
+  /** Whether a watch cut by resumeAfter is not answered yet. */
+  get resuming(): boolean {
+    return this.resumes.some((r) => r.expired === undefined);
+  }
   private abort = new AbortController();
   private stopped = false;
   private running: Promise<void> | undefined;
@@ -90,7 +123,10 @@ export class ClientReflector {
     });
   }
 
-  /** Replace as client-go's informer does; same resourceVersion with different content = the resync trap. */
+  /**
+   * Replace as client-go's shared informer does: an item with the resourceVersion the client holds
+   * is a resync its handlers never see, so the handlers' view (this cache) keeps the old content.
+   */
   private replace(items: Obj[], rv: string): void {
     const next = new Map(items.map((o) => [key(o), o]));
     for (const [k, o] of next) {
@@ -98,6 +134,7 @@ export class ClientReflector {
       this.note(k, `list@${rv} item rv ${o.metadata.resourceVersion} ${contentHash(o)}`);
       if (old && old.metadata.resourceVersion === o.metadata.resourceVersion && content(old) !== content(o)) {
         this.violation(`re-list changed ${k} without a new resourceVersion (${o.metadata.resourceVersion})`, k);
+        next.set(k, old);
       }
     }
     this.cache.clear();
@@ -148,9 +185,17 @@ export class ClientReflector {
       timeoutSeconds: String(this.opts.timeoutSeconds?.() ?? 30),
     };
     if (initial) Object.assign(query, { sendInitialEvents: 'true', resourceVersionMatch: 'NotOlderThan' });
+    const probe = this.probe;
+    this.probe = undefined;
+    const settle = (expired: boolean) => {
+      if (!probe || probe.expired !== undefined) return;
+      probe.expired = expired;
+      probe.answeredAt = performance.now();
+    };
     const res = await this.get(query);
     if (res.statusCode !== 200) {
       const text = await res.body.text();
+      settle(res.statusCode === 410);
       if (res.statusCode === 410) return true;
       throw new Error(`watch: HTTP ${res.statusCode} ${text.slice(0, 200)}`);
     }
@@ -166,12 +211,14 @@ export class ClientReflector {
         if (!line.trim()) continue;
         const event = JSON.parse(line) as { type: string; object: Obj & { code?: number } };
         if (event.type === 'ERROR') {
+          settle(event.object.code === 410);
           if (event.object.code === 410) {
             if (!initial) this.lastSync = this.lastSync; // client-go relists from lastSync
             return true;
           }
           throw new Error(`watch ERROR ${JSON.stringify(event.object)}`);
         }
+        settle(false);
         const obj = event.object;
         const rv = rvOf(obj);
         if (temp) {
@@ -185,9 +232,10 @@ export class ClientReflector {
         }
         if (rv < last) this.violation(`resourceVersion went backwards: ${rv} after ${last}`);
         last = Math.max(last, rv);
-        this.apply(event.type, obj);
+        if (this.apply(event.type, obj, lastAt(pending, obj))) return false;
       }
     }
+    settle(false);
     return false;
   }
 
@@ -203,8 +251,7 @@ export class ClientReflector {
       const rv = rvOf(event.object);
       if (rv < last) this.violation(`resourceVersion went backwards: ${rv} after ${last}`);
       last = Math.max(last, rv);
-      this.apply(event.type, event.object);
-      return undefined;
+      return this.apply(event.type, event.object, lastAt(pending, event.object)) ? false : undefined;
     };
     const drain = (): boolean | undefined => {
       let nl: number;
@@ -226,7 +273,8 @@ export class ClientReflector {
     return false;
   }
 
-  private apply(type: string, obj: Obj): void {
+  /** Applies one watch event; returns true when the watch is cut to resume from it (resumeAfter). */
+  private apply(type: string, obj: Obj, lastAtRevision = true): boolean {
     const k = key(obj);
     const held = this.cache.get(k);
     if (type !== 'BOOKMARK') this.note(k, `${type} rv ${obj.metadata.resourceVersion} ${contentHash(obj)}`);
@@ -237,8 +285,11 @@ export class ClientReflector {
         break;
       case 'MODIFIED':
         if (!held) this.violation(`MODIFIED for ${k}, which the client does not hold`, k);
-        else if (held.metadata.resourceVersion === obj.metadata.resourceVersion && content(held) !== content(obj)) {
-          this.violation(`MODIFIED ${k} changed content at the held resourceVersion ${obj.metadata.resourceVersion}`, k);
+        else if (held.metadata.resourceVersion === obj.metadata.resourceVersion) {
+          // A shared informer takes an update at the held resourceVersion for a resync: its handlers
+          // (kube-proxy) never see it, so a content change hidden that way leaves this cache stale.
+          if (content(held) !== content(obj)) this.violation(`MODIFIED ${k} changed content at the held resourceVersion ${obj.metadata.resourceVersion}`, k);
+          break;
         }
         this.cache.set(k, obj);
         break;
@@ -255,7 +306,33 @@ export class ClientReflector {
         this.violation(`unknown event type ${type}`);
     }
     this.lastSync = obj.metadata.resourceVersion ?? this.lastSync;
+    if (type === 'BOOKMARK') return false;
+    const event: ReceivedEvent = {
+      type,
+      key: k,
+      resourceVersion: obj.metadata.resourceVersion ?? '',
+      heldResourceVersion: held?.metadata.resourceVersion,
+      contentChanged: !held || type === 'DELETED' || content(held) !== content(obj),
+      lastAtRevision,
+    };
+    this.opts.onEvent?.(event);
+    if (!this.opts.resumeAfter?.(event)) return false;
+    this.probe = { event, receivedAt: performance.now() };
+    this.resumes.push(this.probe);
+    this.abort.abort();
+    return true;
   }
+}
+
+/**
+ * Whether the next whole line received is past the next revision (the object's resourceVersion
+ * comes first in its metadata); false when none came yet. poolview sends a scope change's
+ * transitions but the last one revision below the change's, so that a client cut off among them
+ * re-lists: the last one is followed by an upstream event past its revision.
+ */
+function lastAt(pending: string, obj: Obj): boolean {
+  const nl = pending.indexOf('\n');
+  return nl >= 0 && Number(/"resourceVersion":"(\d+)"/.exec(pending.slice(0, nl))?.[1]) > rvOf(obj) + 1;
 }
 
 /** A short fingerprint of an object's content, for histories. */

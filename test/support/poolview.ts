@@ -22,7 +22,15 @@ export interface TestPoolview extends RunningPoolview {
  */
 export async function startTestPoolview(
   cluster: Cluster,
-  opts: { nodeName: string; nodePoolName?: string; bindAddress?: string; featureGates?: Record<string, boolean> },
+  opts: {
+    nodeName: string;
+    nodePoolName?: string;
+    bindAddress?: string;
+    featureGates?: Record<string, boolean>;
+    /** The targeting ConfigMap (default kube-system/yurt-hub-cfg, shared by every test of the run). */
+    configMap?: { namespace: string; name: string };
+    scopeChangeWaitMs?: number;
+  },
   /** Other options (the in-cluster filters' flags); a dummyIfIp is named in the certificate too. */
   extra: Partial<PoolviewOptions> = {},
 ): Promise<TestPoolview> {
@@ -44,6 +52,9 @@ export async function startTestPoolview(
       tlsPrivateKeyFile: tls.keyFile,
       healthPort: 0,
       featureGates: opts.featureGates,
+      configMapName: opts.configMap?.name,
+      configMapNamespace: opts.configMap?.namespace,
+      scopeChangeWaitMs: opts.scopeChangeWaitMs,
       ...extra,
     },
     { logger, probeIntervalMs: 1_000 },

@@ -149,7 +149,8 @@ describe('filtered views', () => {
     const cm = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'yurt-hub-cfg', namespace: 'kube-system' }, data: { nodeportisolation: 'Cilium-Agent/v1.18' } };
     const events = await watch(
       proxy.url,
-      `/api/v1/namespaces/${NS}/services?watch=true&resourceVersion=${rv}`,
+      // Bookmarks (every 200 ms here) tell the view its upstream passed the change's revision.
+      `/api/v1/namespaces/${NS}/services?watch=true&allowWatchBookmarks=true&resourceVersion=${rv}`,
       'cilium-agent/1.18.0',
       async (events) => {
         fake.create('configmaps', cm);
