@@ -73,6 +73,7 @@ const SAMPLE: Record<FlagSpec['type'], [string, unknown]> = {
   string: ['/some/value', '/some/value'],
   port: ['1234', 1234],
   list: ['a, b', ['a', 'b']],
+  duration: ['2s', 2000],
   bool: ['true', true],
   gates: ['NodePortAutoListen=true', { NodePortAutoListen: true }],
 };
@@ -102,7 +103,10 @@ describe('help', () => {
     expect([...table.keys()].sort()).toEqual(FLAGS.map((f) => f.flag).sort());
     for (const f of FLAGS) {
       expect(table.get(f.flag)?.env, `--${f.flag}`).toBe(f.env);
-      if (f.key in DEFAULTS) expect(table.get(f.flag)?.default, `--${f.flag}`).toBe(String(DEFAULTS[f.key as keyof typeof DEFAULTS]));
+      if (f.key in DEFAULTS) {
+        const value = DEFAULTS[f.key as keyof typeof DEFAULTS];
+        expect(table.get(f.flag)?.default, `--${f.flag}`).toBe(f.type === 'duration' ? `${Number(value) / 1000}s` : String(value));
+      }
     }
     // Every documented default is a flag's.
     for (const key of Object.keys(DEFAULTS)) expect(FLAGS.map((f) => f.key)).toContain(key);
