@@ -2,9 +2,8 @@
 // changes, client disconnects, upstream watch drops and compactions, with client-go style
 // reflectors reading through poolview, checked against a reference model at every quiet point.
 import type { Registry } from 'prom-client';
-import { applyChain, type KubeObject, type Scope } from '../../filters/types.js';
-import { builtinFilters } from '../../filters/index.js';
-import { Targeting } from '../../src/targeting.js';
+import type { KubeObject } from '../../filters/types.js';
+import { referenceView, type ReferenceWorld } from './reference-view.js';
 import { ClientReflector, contentOf, keyOf, type ReceivedEvent } from './client-reflector.js';
 
 /** How the model writes to the cluster: the fake apiserver or a real one. */
@@ -15,7 +14,8 @@ export interface ModelDriver {
   remove(resource: 'services' | 'endpointslices', namespace: string, name: string): Promise<string | undefined>;
   /** The cluster's current revision: every resourceVersion a client was given must be one (view contract (i)). */
   revision(): Promise<number>;
-  setPoolNodes(pool: string, nodes: string[]): Promise<void>;
+  /** The NodePool's status.nodes, and its annotations (per-pool feature gates). */
+  setPoolNodes(pool: string, nodes: string[], annotations?: Record<string, string>): Promise<void>;
   /** The Node's apps.openyurt.io/nodepool label, as yurt-manager keeps it with the NodePools. */
   setNodePool(node: string, pool: string | undefined): Promise<void>;
   /** Current upstream objects, unfiltered. */
@@ -159,30 +159,24 @@ export async function runModel(opts: ModelOptions): Promise<{ events: number; re
     if (problems.length) throw new Error(`${ctx} ${label}: synthesized events break the view contract:\n${problems.slice(0, 10).join('\n')}`);
   }
 
-  const scopeOf = (services: KubeObject[]): Scope => ({
-    nodeName: opts.nodeName,
-    nodePool: Object.keys(pools).find((p) => pools[p].includes(opts.nodeName)),
-    poolMembers: (pool) => (pools[pool] ? new Set(pools[pool]) : undefined),
-    poolOf: (node) => Object.keys(pools).find((p) => pools[p].includes(node)),
-    service: (namespace, name) => services.find((s) => s.metadata.namespace === namespace && s.metadata.name === name),
-    endpointPools: () => undefined,
-    gate: (name) => name === 'ViewTransitions',
-  });
+  // Per-pool feature gates (the NodePool annotation), and the Services some EndpointSlice of which
+  // was ever written (auto-listen).
+  const poolGates: Record<string, string | undefined> = {};
+  const sliced = new Set<string>();
+  const gatesOf = (value: string | undefined): Record<string, boolean> =>
+    Object.fromEntries((value ?? '').split(',').filter((e) => e.includes('=')).map((e) => [e.split('=')[0].trim(), e.split('=')[1].trim() === 'true']));
 
-  async function expected(component: string, resource: string): Promise<Map<string, KubeObject>> {
-    const targeting = new Targeting(builtinFilters);
-    targeting.setConfigMap(configMap);
-    const services = await opts.driver.list('services');
-    const scope = scopeOf(services);
-    const objects = resource === 'services' ? services : await opts.driver.list('endpointslices');
-    const chain = targeting.filtersFor(component, resource, 'watch');
-    const out = new Map<string, KubeObject>();
-    for (const obj of objects) {
-      if (obj.metadata.namespace !== ns) continue;
-      const kept = applyChain(chain, obj, scope);
-      if (kept) out.set(keyOf(kept as never), kept);
-    }
-    return out;
+  async function expected(component: string, resource: 'services' | 'endpointslices'): Promise<Map<string, KubeObject>> {
+    const world: ReferenceWorld = {
+      node: opts.nodeName,
+      pools,
+      poolGates: Object.fromEntries(Object.keys(pools).map((p) => [p, gatesOf(poolGates[p])])),
+      services: await opts.driver.list('services'),
+      endpointSlices: await opts.driver.list('endpointslices'),
+      configMap,
+      slicedServices: new Set([...sliced].map((name) => `${ns}/${name}`)),
+    };
+    return referenceView(world, component, resource, ns);
   }
 
   let checks = 0;
@@ -192,7 +186,7 @@ export async function runModel(opts: ModelOptions): Promise<{ events: number; re
     for (;;) {
       const diffs: string[] = [];
       for (const c of clients) {
-        const want = await expected(c.component, c.resource);
+        const want = await expected(c.component, c.resource as 'services' | 'endpointslices');
         const have = new Map([...c.reflector.cache].filter(([, o]) => o.metadata.namespace === ns));
         for (const [k, o] of want) {
           const h = have.get(k);
@@ -217,6 +211,7 @@ export async function runModel(opts: ModelOptions): Promise<{ events: number; re
     const topology = pick(TOPOLOGY);
     const annotations: Record<string, string> = {};
     if (listen !== undefined) annotations['nodeport.openyurt.io/listen'] = listen;
+    else if (rand() < 0.5) annotations['nodeport.openyurt.io/auto-listen'] = pick(['true', 'True', 'false']);
     if (topology !== undefined) annotations['openyurt.io/topologyKeys'] = topology;
     const type = rand() < 0.7 ? 'NodePort' : 'ClusterIP';
     return {
@@ -249,6 +244,7 @@ export async function runModel(opts: ModelOptions): Promise<{ events: number; re
   }
   const put = async (resource: 'services' | 'endpointslices', obj: KubeObject) => {
     if (resource === 'services') scopeWrite();
+    else sliced.add(obj.metadata.labels!['kubernetes.io/service-name']);
     wrote(resource, ns, obj.metadata.name!, await opts.driver.put(resource, obj));
   };
   const remove = async (resource: 'services' | 'endpointslices', name: string) => {
@@ -296,9 +292,16 @@ export async function runModel(opts: ModelOptions): Promise<{ events: number; re
         scopeWrite();
         if (joins) pools[to].push(node);
         await opts.driver.setNodePool(node, joins ? to : undefined);
-        if (from) await opts.driver.setPoolNodes(from, pools[from]);
-        await opts.driver.setPoolNodes(to, pools[to]);
-      } else if (r < 0.76) {
+        const gateAnnotation = (pool: string) => (poolGates[pool] === undefined ? {} : { 'poolview.openyurt.io/feature-gates': poolGates[pool]! });
+        if (from) await opts.driver.setPoolNodes(from, pools[from], gateAnnotation(from));
+        await opts.driver.setPoolNodes(to, pools[to], gateAnnotation(to));
+      } else if (r < 0.73) {
+        // A per-pool feature gate (this node's pool or another) turns auto-listen on or off, live.
+        const pool = pick(Object.keys(pools));
+        poolGates[pool] = pick([undefined, 'NodePortAutoListen=true', 'NodePortAutoListen=false']);
+        scopeWrite();
+        await opts.driver.setPoolNodes(pool, pools[pool], poolGates[pool] === undefined ? {} : { 'poolview.openyurt.io/feature-gates': poolGates[pool]! });
+      } else if (r < 0.78) {
         configMap = {};
         if (rand() < 0.5) configMap.servicetopology = pick(['cilium-agent', 'Cilium-Agent/1.18, other', '']);
         if (rand() < 0.5) configMap.filter_nodeportisolation = pick(['cilium-agent', ' cilium-agent ']);

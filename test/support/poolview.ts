@@ -1,6 +1,7 @@
 // poolview in-process against the e2e control plane, with its own identity and a log file.
 import { createWriteStream } from 'node:fs';
 import { join } from 'node:path';
+import { startViews, type ViewOptions } from '../../src/views/index.js';
 import { startPoolview, type PoolviewOptions, type RunningPoolview } from '../../src/app.js';
 import { createLogger } from '../../src/log.js';
 import type { Cluster } from './cluster.js';
@@ -30,6 +31,8 @@ export async function startTestPoolview(
     /** The targeting ConfigMap (default kube-system/yurt-hub-cfg, shared by every test of the run). */
     configMap?: { namespace: string; name: string };
     scopeChangeWaitMs?: number;
+    /** Auto-listen's debounce of endpoint pool changes (default 3 s). */
+    autoListenDebounceMs?: number;
   },
   /** Other options (the in-cluster filters' flags); a dummyIfIp is named in the certificate too. */
   extra: Partial<PoolviewOptions> = {},
@@ -57,7 +60,11 @@ export async function startTestPoolview(
       scopeChangeWaitMs: opts.scopeChangeWaitMs,
       ...extra,
     },
-    { logger, probeIntervalMs: 1_000 },
+    {
+      logger,
+      probeIntervalMs: 1_000,
+      ...(opts.autoListenDebounceMs === undefined ? {} : { startViews: (o: ViewOptions) => startViews({ ...o, autoListenDebounceMs: opts.autoListenDebounceMs }) }),
+    },
   ).catch((err: unknown) => {
     stream.end();
     throw err;

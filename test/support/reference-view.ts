@@ -15,6 +15,8 @@ export interface ReferenceWorld {
   gates?: Record<string, boolean>;
   services: KubeObject[];
   endpointSlices: KubeObject[];
+  /** Services (ns/name) some EndpointSlice of which was ever written: auto-listen pools of the others are unknown, and unknown means in view. */
+  slicedServices?: ReadonlySet<string>;
   /** The data of kube-system/yurt-hub-cfg. */
   configMap: Record<string, string>;
 }
@@ -71,6 +73,7 @@ function serviceVisible(world: ReferenceWorld, svc: KubeObject): boolean {
   if (!gate(world, 'NodePortAutoListen') || annotations['nodeport.openyurt.io/auto-listen']?.trim().toLowerCase() !== 'true') return true;
   // Auto-listen: visible on the pools where the Service's ready endpoints run.
   const name = svc.metadata.name;
+  if (!world.slicedServices?.has(`${svc.metadata.namespace}/${name}`)) return true;
   return world.endpointSlices.some(
     (s) =>
       s.metadata.namespace === svc.metadata.namespace &&
