@@ -212,10 +212,9 @@ export class ClientReflector {
         const event = JSON.parse(line) as { type: string; object: Obj & { code?: number } };
         if (event.type === 'ERROR') {
           settle(event.object.code === 410);
-          if (event.object.code === 410) {
-            if (!initial) this.lastSync = this.lastSync; // client-go relists from lastSync
-            return true;
-          }
+          // Expired: as client-go, re-list from the last resourceVersion seen (NotOlderThan), and
+          // only if that list is expired too from a consistent read (the loop's 410 branch).
+          if (event.object.code === 410) return true;
           throw new Error(`watch ERROR ${JSON.stringify(event.object)}`);
         }
         settle(false);
