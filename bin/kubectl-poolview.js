@@ -3,4 +3,6 @@
 import { pluginMain } from '../dist/src/kubectl-plugin.js';
 
 const code = await pluginMain(process.argv.slice(2));
-process.exit(code);
+// A piped stdout is written asynchronously: exit once what was written has gone out, or a long
+// report is cut short.
+process.stdout.write('', () => process.exit(code));

@@ -51,10 +51,12 @@ export function consistentListQuery(query: URLSearchParams, notOlderThan: number
  * Whether resourceVersion and resourceVersionMatch are values poolview may reason about. Anything
  * else goes upstream exactly as the client sent it, so the client gets the apiserver's own error.
  */
-export function wellFormedVersionQuery(query: URLSearchParams): boolean {
+export function wellFormedVersionQuery(query: URLSearchParams, watch = false): boolean {
   const rv = query.get('resourceVersion') ?? '';
   const match = query.get('resourceVersionMatch') ?? '';
-  return (rv === '' || (/^\d+$/.test(rv) && Number.isSafeInteger(Number(rv)))) && ['', 'NotOlderThan', 'Exact'].includes(match);
+  // A watch takes a match only with sendInitialEvents, and then only NotOlderThan.
+  const matches = watch ? (query.has('sendInitialEvents') ? ['', 'NotOlderThan'] : ['']) : ['', 'NotOlderThan', 'Exact'];
+  return (rv === '' || (/^\d+$/.test(rv) && Number.isSafeInteger(Number(rv)))) && matches.includes(match);
 }
 
 /** Between two probes of upstream's current revision. */

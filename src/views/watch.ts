@@ -434,7 +434,7 @@ export async function serveWatch(ctx: InterceptContext, subject: ViewSubject, de
   const streaming = query.get('sendInitialEvents') === 'true';
   const rv = query.get('resourceVersion') ?? '';
   // A malformed query goes upstream untouched: the client gets the apiserver's own error.
-  const wellFormed = wellFormedVersionQuery(query);
+  const wellFormed = wellFormedVersionQuery(query, true);
   const resumeAt = wellFormed && !streaming && rv !== '' && rv !== '0' ? rvNumber(rv) : 0;
   const view = new WatchView(ctx, subject, deps, { metadataOnly, streaming });
   res.once('close', () => view.close());

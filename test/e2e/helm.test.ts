@@ -142,6 +142,10 @@ function essentials(objects: Obj[]): Record<string, unknown> {
 const daemonSet = (objects: Obj[]) => objects.find((o) => o.kind === 'DaemonSet')!;
 const podOf = (objects: Obj[]) => daemonSet(objects).spec.template.spec;
 
+const EMPTY_TARGETS = Object.fromEntries(
+  ['servicetopology', 'masterservice', 'discardcloudservice', 'inclusterconfig', 'nodeportisolation', 'forwardkubesvctraffic', 'serviceenvupdater'].map((f) => [f, '']),
+);
+
 describe('helm chart config/helm/poolview', () => {
   it('helm lint --strict passes with the defaults and with every value set', async () => {
     for (const name of Object.keys(VALUE_SETS)) {
@@ -219,7 +223,8 @@ describe('helm chart config/helm/poolview', () => {
     expect(daemonSet(tuned).spec.template.metadata.annotations).toEqual({ 'prometheus.io/port': '20267' });
     const cm = tuned.find((o) => o.kind === 'ConfigMap')!;
     expect(cm.metadata!.name).toBe('poolview-targets');
-    expect(cm.data).toEqual({ servicetopology: 'cilium-agent, traefik', nodeportisolation: 'cilium-agent' });
+    // Entries given are merged into the chart's (one empty key per filter, as config/yurt-hub-cfg.yaml).
+    expect(cm.data).toEqual({ ...EMPTY_TARGETS, servicetopology: 'cilium-agent, traefik', nodeportisolation: 'cilium-agent' });
     expect(tuned.find((o) => o.kind === 'Role')!.rules[0].resourceNames).toEqual(['poolview-targets']);
 
     const plain = await stored('plain');
