@@ -8,6 +8,7 @@ import type { Duplex } from 'node:stream';
 import type { InterceptContext, Interceptor, RequestInfo, Upstream } from './types.js';
 import type { AnonymousRequests } from './options.js';
 import { componentOf, resolveRequestInfo } from './request-info.js';
+import { statusBody } from './status.js';
 import { componentLabel, resourceLabel, verbLabel, type ProxyMetrics } from './metrics.js';
 
 /** Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1), plus Expect (Node answers 100-continue itself). */
@@ -74,10 +75,6 @@ export function responseHeaders(headers: Record<string, string | string[] | unde
   return out;
 }
 
-/** A metav1.Status failure body, as the apiserver writes it. */
-export function statusBody(code: number, reason: string, message: string): string {
-  return JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code });
-}
 
 export function writeStatus(res: ServerResponse, code: number, reason: string, message: string, headers: Record<string, string> = {}): void {
   if (res.headersSent) {

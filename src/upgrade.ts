@@ -12,7 +12,8 @@ import type { AnonymousRequests } from './options.js';
 import { hasTunnelTarget, tunnelTargetFor } from './upstream.js';
 import { componentOf, resolveRequestInfo } from './request-info.js';
 import { componentLabel, resourceLabel, verbLabel, type ProxyMetrics } from './metrics.js';
-import { forwardHeaders, forwardViaFor, statusBody, toOriginForm, upstreamPath } from './server.js';
+import { forwardHeaders, forwardViaFor, toOriginForm, upstreamPath } from './server.js';
+import { statusBody } from './status.js';
 
 const CONNECT_TIMEOUT_MS = 10_000;
 const KEEPALIVE_MS = 30_000;

@@ -6,6 +6,7 @@ import type { InterceptContext, RequestInfo } from '../types.js';
 import { forwardHeaders, responseHeaders } from '../server.js';
 import { resolveRequestInfo } from '../request-info.js';
 import { Slots } from '../slots.js';
+import { statusObject } from '../status.js';
 import { decodedBody, UPSTREAM_BODY_IDLE_MS, UPSTREAM_HEADERS_TIMEOUT_MS } from '../upstream-body.js';
 export { readAll, UPSTREAM_BODY_DEADLINE_MS } from '../upstream-body.js';
 
@@ -71,14 +72,11 @@ export function upstreamHeaders(headers: UpstreamResponse['headers']): Headers {
   return kept;
 }
 
-export function status(code: number, reason: string, message: string, details?: object): object {
-  return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, ...(details ? { details } : {}), code };
-}
 
 /** 404 exactly as the apiserver words it, for objects outside the client's view. */
 export function notFound(info: RequestInfo): object {
   const qualified = info.apiGroup ? `${info.resource}.${info.apiGroup}` : info.resource;
-  return status(404, 'NotFound', `${qualified} "${info.name}" not found`, {
+  return statusObject(404, 'NotFound', `${qualified} "${info.name}" not found`, {
     name: info.name,
     ...(info.apiGroup ? { group: info.apiGroup } : {}),
     kind: info.resource,
@@ -86,7 +84,7 @@ export function notFound(info: RequestInfo): object {
 }
 
 export function expired(rv: string, current: number): object {
-  return status(410, 'Expired', `too old resource version: ${rv} (${current})`);
+  return statusObject(410, 'Expired', `too old resource version: ${rv} (${current})`);
 }
 
 /**

@@ -2,6 +2,7 @@
 // the scope sources. Everything else is left to the plain proxy.
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import { statusObject } from '../status.js';
 import type { InterceptContext, Interceptor, Upstream } from '../types.js';
 import { builtinFilters, type Filter, type ProxyAddress } from '../../filters/index.js';
 import { Targeting } from '../targeting.js';
@@ -10,7 +11,7 @@ import { ScopeSources } from '../scope/sources.js';
 import { ViewRegistry } from './registry.js';
 import { serveList, type ViewDeps, type ViewSubject } from './list.js';
 import { serveWatch } from './watch.js';
-import { sendJson, status } from './http.js';
+import { sendJson } from './http.js';
 import { SlotsBusyError } from '../slots.js';
 
 export interface ViewOptions {
@@ -108,7 +109,7 @@ export async function startViews(opts: ViewOptions): Promise<ViewService> {
     // for a filterable resource still goes through a view, so a component the ConfigMap targets
     // later gets its transitions, and every resourceVersion served counts in W.
     if (subject.chain().length > 0 && !(await synced())) {
-      sendJson(ctx.res, 503, status(503, 'ServiceUnavailable', 'poolview: scope sources are not synced yet'), { 'retry-after': '1' });
+      sendJson(ctx.res, 503, statusObject(503, 'ServiceUnavailable', 'poolview: scope sources are not synced yet'), { 'retry-after': '1' });
       return true;
     }
     if (!scope.synced && servedBeforeSync.size < 1000) servedBeforeSync.add(component);
@@ -139,12 +140,12 @@ export async function startViews(opts: ViewOptions): Promise<ViewService> {
 function failed(ctx: InterceptContext, err: Error): void {
   const { info } = ctx;
   if (err instanceof SlotsBusyError) {
-    sendJson(ctx.res, 503, status(503, 'ServiceUnavailable', err.message), { 'retry-after': '1' });
+    sendJson(ctx.res, 503, statusObject(503, 'ServiceUnavailable', err.message), { 'retry-after': '1' });
     return;
   }
   const code = (err as { code?: string }).code;
   const timedOut = code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || err.name === 'TimeoutError';
   ctx.log.warn({ err: err.message, code, resource: info.resource, verb: info.verb }, 'filtered request failed');
-  if (timedOut) sendJson(ctx.res, 504, status(504, 'Timeout', `poolview: the apiserver did not answer in time: ${err.message}`), { 'retry-after': '1' });
-  else sendJson(ctx.res, 502, status(502, 'InternalError', `poolview: upstream request failed: ${err.message}`));
+  if (timedOut) sendJson(ctx.res, 504, statusObject(504, 'Timeout', `poolview: the apiserver did not answer in time: ${err.message}`), { 'retry-after': '1' });
+  else sendJson(ctx.res, 502, statusObject(502, 'InternalError', `poolview: upstream request failed: ${err.message}`));
 }

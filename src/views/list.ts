@@ -2,9 +2,10 @@
 // answered 404 (GET), transformed objects replaced, resourceVersions kept real.
 import type { KubeObject } from '../../filters/types.js';
 import { applyChain, type Filter, type Scope } from '../../filters/types.js';
+import { statusObject } from '../status.js';
 import type { InterceptContext } from '../types.js';
 import { rvNumber, type Revisions } from '../revisions.js';
-import { drained, getUpstream, negotiate, notFound, listSlots, readAll, relay, sendJson, sendJsonText, status, upstreamHeaders, type UpstreamResponse } from './http.js';
+import { drained, getUpstream, negotiate, notFound, listSlots, readAll, relay, sendJson, sendJsonText, upstreamHeaders, type UpstreamResponse } from './http.js';
 import type { ServerResponse } from 'node:http';
 import { notOlderThan, toMetadata } from './objects.js';
 import type { ViewRegistry } from './registry.js';
@@ -114,7 +115,7 @@ export function listIdentity(url: URL): string {
 export async function serveList(ctx: InterceptContext, subject: ViewSubject, deps: ViewDeps): Promise<void> {
   const { req, res, info } = ctx;
   const { metadataOnly, acceptable } = negotiate(req.headers.accept);
-  if (!acceptable) return sendJson(res, 406, status(406, 'NotAcceptable', 'only application/json is served for filtered resources'));
+  if (!acceptable) return sendJson(res, 406, statusObject(406, 'NotAcceptable', 'only application/json is served for filtered resources'));
   const url = new URL(req.url ?? '/', 'http://x');
   // Past the resource's last scope change is all the contract needs: rv=0 lists (informers, the
   // kubelet's Pods) stay cache reads at the apiserver until a change makes them stale.

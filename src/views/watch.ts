@@ -3,11 +3,12 @@
 // the transitions of the view contract (docs/design.md) — for upstream events and for scope changes alike.
 import type { ServerResponse } from 'node:http';
 import type { KubeObject } from '../../filters/types.js';
+import { statusObject } from '../status.js';
 import type { InterceptContext } from '../types.js';
 import { jsonLineBatches } from '../json-lines.js';
 import { objectKey } from '../reflector.js';
 import { rvNumber } from '../revisions.js';
-import { drained, expired, getUpstream, negotiate, readAll, relay, seedSlots, sendJson, sendJsonText, status, upstreamHeaders, UPSTREAM_BODY_DEADLINE_MS, type UpstreamResponse } from './http.js';
+import { drained, expired, getUpstream, negotiate, readAll, relay, seedSlots, sendJson, sendJsonText, upstreamHeaders, UPSTREAM_BODY_DEADLINE_MS, type UpstreamResponse } from './http.js';
 import { sameContent, toMetadata } from './objects.js';
 import { awaitRevision, listIdentity, wellFormedVersionQuery, type ViewDeps, type ViewSubject } from './list.js';
 import type { ReevaluatingView } from './registry.js';
@@ -428,7 +429,7 @@ export class WatchView implements ReevaluatingView {
 export async function serveWatch(ctx: InterceptContext, subject: ViewSubject, deps: ViewDeps): Promise<void> {
   const { req, res, info } = ctx;
   const { metadataOnly, acceptable } = negotiate(req.headers.accept);
-  if (!acceptable) return sendJson(res, 406, status(406, 'NotAcceptable', 'only application/json is served for filtered resources'));
+  if (!acceptable) return sendJson(res, 406, statusObject(406, 'NotAcceptable', 'only application/json is served for filtered resources'));
   const url = new URL(req.url ?? '/', 'http://x');
   const query = url.searchParams;
   const streaming = query.get('sendInitialEvents') === 'true';
