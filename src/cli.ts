@@ -3,7 +3,7 @@
 import { existsSync } from 'node:fs';
 import { delimiter } from 'node:path';
 import { parseArgs } from 'node:util';
-import { FLAGS, parseBool, parseDuration, parseFeatureGates, parsePort, UsageError, type PoolviewOptions } from './options.js';
+import { describeParseError, FLAGS, parseBool, parseDuration, parseFeatureGates, parsePort, UsageError, type PoolviewOptions } from './options.js';
 import { UpstreamConfigError } from './upstream.js';
 
 export interface CliIO {
@@ -80,20 +80,6 @@ function firstKubeconfig(list: string): string {
   return paths.find((p) => existsSync(p)) ?? paths[0] ?? list;
 }
 
-function describeParseError(err: unknown): string {
-  const e = err as { code?: string; message?: string };
-  const flag = /'(-{1,2}[^' ]+)/.exec(e.message ?? '')?.[1];
-  switch (e.code) {
-    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
-      return `unknown flag ${flag ?? ''}`.trim();
-    case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE':
-      return flag ? `${flag} needs a value` : 'a flag is missing its value';
-    case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL':
-      return `unexpected argument ${/'([^']*)'/.exec(e.message ?? '')?.[1] ?? ''}`.trim();
-    default:
-      return (e.message ?? String(err)).split('\n')[0];
-  }
-}
 
 function defaultStopSignal(): Promise<string> {
   return new Promise((resolve) => {

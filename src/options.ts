@@ -112,6 +112,22 @@ export function parseDuration(value: string, what: string): number {
   return Math.round(Number(m[1]) * unit);
 }
 
+/** A node:util parseArgs error in the words of poolview's other usage errors. */
+export function describeParseError(err: unknown): string {
+  const e = err as { code?: string; message?: string };
+  const flag = /'(-{1,2}[^' ]+)/.exec(e.message ?? '')?.[1];
+  switch (e.code) {
+    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
+      return `unknown flag ${flag ?? ''}`.trim();
+    case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE':
+      return flag ? `${flag} needs a value` : 'a flag is missing its value';
+    case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL':
+      return `unexpected argument "${/'([^']*)'/.exec(e.message ?? '')?.[1] ?? ''}"`;
+    default:
+      return (e.message ?? String(err)).split('\n')[0];
+  }
+}
+
 /** true|false, as Kubernetes components take boolean flags. */
 export function parseBool(value: string, what: string): boolean {
   const v = value.trim().toLowerCase();

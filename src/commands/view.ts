@@ -7,6 +7,7 @@
 // object a filter rewrites (the kubelet's view of default/kubernetes, its Pods, kube-proxy's config).
 // The explanations are written here, next to (not inside) the filters: the decision always comes
 // from the filters themselves; an explanation that disagrees with it falls back to a plain statement.
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -27,7 +28,7 @@ import {
 } from '../../filters/annotations.js';
 import { enabledFilters, type WorkingMode } from '../../filters/index.js';
 import { applyChain, type Filter, type KubeObject, type Scope } from '../../filters/types.js';
-import { DEFAULTS, UsageError, checkFilterOptions, parseBool, parseFeatureGates, parsePort, proxyHost } from '../options.js';
+import { DEFAULTS, UsageError, describeParseError, checkFilterOptions, parseBool, parseFeatureGates, parsePort, proxyHost } from '../options.js';
 import { Revisions } from '../revisions.js';
 import { ScopeSources } from '../scope/sources.js';
 import { Targeting, isNeverFiltered, normaliseComponent } from '../targeting.js';
@@ -89,30 +90,9 @@ export interface ViewArgs {
   workingMode: WorkingMode;
 }
 
-type ValueFlag =
-  | 'node'
-  | 'component'
-  | 'nodepool-name'
-  | 'kubeconfig'
-  | 'context'
-  | 'configmap-name'
-  | 'configmap-namespace'
-  | 'feature-gates'
-  | 'output'
-  | 'bind-address'
-  | 'secure-port'
-  | 'enable-dummy-if'
-  | 'dummy-if-ip'
-  | 'disabled-filters'
-  | 'working-mode';
-const VALUE_FLAGS: ReadonlySet<string> = new Set<ValueFlag>([
-  'bind-address',
-  'secure-port',
-  'enable-dummy-if',
-  'dummy-if-ip',
-  'disabled-filters',
-  'working-mode',
+const VIEW_FLAGS = [
   'node',
+  'node-name',
   'component',
   'nodepool-name',
   'kubeconfig',
@@ -121,43 +101,28 @@ const VALUE_FLAGS: ReadonlySet<string> = new Set<ValueFlag>([
   'configmap-namespace',
   'feature-gates',
   'output',
-]);
-const ALIASES: Record<string, ValueFlag> = { o: 'output', 'node-name': 'node' };
+  'bind-address',
+  'secure-port',
+  'enable-dummy-if',
+  'dummy-if-ip',
+  'disabled-filters',
+  'working-mode',
+] as const;
+type ValueFlag = (typeof VIEW_FLAGS)[number];
 
-/** Parses `poolview view` arguments; throws UsageError. */
+/** Parses `poolview view` arguments (node:util parseArgs, as the main command); throws UsageError. */
 export function parseViewArgs(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ViewArgs {
-  const values = new Map<ValueFlag, string>();
-  let help = false;
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (arg === '-h' || arg === '--help') {
-      help = true;
-      continue;
-    }
-    let name: string;
-    let value: string | undefined;
-    if (arg.startsWith('--')) {
-      const eq = arg.indexOf('=');
-      name = eq < 0 ? arg.slice(2) : arg.slice(2, eq);
-      value = eq < 0 ? undefined : arg.slice(eq + 1);
-    } else if (arg.startsWith('-o')) {
-      name = 'o';
-      value = arg.length > 2 ? arg.slice(arg[2] === '=' ? 3 : 2) : undefined;
-    } else if (arg.startsWith('-') && arg !== '-') {
-      throw new UsageError(`unknown flag ${arg}`);
-    } else {
-      throw new UsageError(`unexpected argument "${arg}"`);
-    }
-    const flag = (ALIASES[name] ?? name) as ValueFlag;
-    if (!VALUE_FLAGS.has(flag)) throw new UsageError(`unknown flag ${arg.split('=')[0]}`);
-    if (value === undefined) {
-      const next = argv[i + 1];
-      if (next === undefined || (next.startsWith('-') && next !== '-')) throw new UsageError(`${arg} needs a value`);
-      value = next;
-      i++;
-    }
-    values.set(flag, value);
+  const options: ParseArgsConfig['options'] = { help: { type: 'boolean', short: 'h' } };
+  for (const flag of VIEW_FLAGS) options[flag] = { type: 'string', ...(flag === 'output' ? { short: 'o' } : {}) };
+  let parsed: Record<string, string | boolean | undefined>;
+  try {
+    parsed = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values as Record<string, string | boolean | undefined>;
+  } catch (err) {
+    throw new UsageError(describeParseError(err));
   }
+  const values = new Map<ValueFlag, string>();
+  for (const flag of VIEW_FLAGS) if (typeof parsed[flag] === 'string') values.set(flag === 'node-name' ? 'node' : flag, parsed[flag] as string);
+  const help = parsed.help === true;
   if (help) return { ...emptyArgs(), help };
 
   const node = (values.get('node') ?? env.NODE_NAME ?? '').trim();

@@ -123,7 +123,7 @@ describe('mistakes are one line on stderr and exit code 2', () => {
   it.each<[string, string[], Record<string, string>, RegExp]>([
     ['an unknown flag', ['--bogus'], {}, /^poolview: unknown flag --bogus /],
     ['a flag without its value', ['--node-name', 'n', '--port'], {}, /^poolview: --port needs a value /],
-    ['a stray argument', ['serve', 'extra'], {}, /^poolview: unexpected argument extra /],
+    ['a stray argument', ['serve', 'extra'], {}, /^poolview: unexpected argument "extra" /],
     ['an unknown command', ['frobnicate'], {}, /^poolview: unknown command "frobnicate" /],
     ['no node name', [], {}, /^poolview: --node-name \(or NODE_NAME\) is required /],
     ['a bad port', ['--node-name', 'n', '--port', 'http'], {}, /^poolview: --port: "http" is not a port number /],
