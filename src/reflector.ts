@@ -60,7 +60,6 @@ export class Reflector {
   private stopped = false;
   private abort = new AbortController();
   private syncedOnce = false;
-  private syncWaiters: Array<() => void> = [];
   private backoffMs = 0;
   lastError: string | undefined;
 
@@ -75,9 +74,6 @@ export class Reflector {
     return this.syncedOnce;
   }
 
-  waitSynced(): Promise<void> {
-    return this.syncedOnce ? Promise.resolve() : new Promise((resolve) => this.syncWaiters.push(resolve));
-  }
 
   /** Lists once to check the resource is served; throws NotServedError on 404. Then runs in the background. */
   async start(): Promise<void> {
@@ -139,10 +135,7 @@ export class Reflector {
     for (const [key, obj] of this.store) if (!seen.has(key)) this.apply('deleted', obj);
     this.lastRv = rv;
     this.opts.revisions.observe(this.lastRv, this.resource);
-    if (!this.syncedOnce) {
-      this.syncedOnce = true;
-      for (const resolve of this.syncWaiters.splice(0)) resolve();
-    }
+    this.syncedOnce = true;
   }
 
   private apply(type: ReflectorEvent, obj: KubeObject): void {
