@@ -74,7 +74,6 @@ export class Reflector {
     return this.syncedOnce;
   }
 
-
   /** Lists once to check the resource is served; throws NotServedError on 404. Then runs in the background. */
   async start(): Promise<void> {
     await this.list();
