@@ -40,13 +40,12 @@ export class SharedObjects {
    * The shared copy of this object version (the first one seen), else `obj`, now indexed. Every
    * version a view holds passes here, so the index is a superset of what any view holds.
    */
-  intern(obj: KubeObject): KubeObject {
-    const key = objectKey(obj);
+  intern(obj: KubeObject, key = objectKey(obj), rvNum = rvNumber(obj.metadata.resourceVersion)): KubeObject {
     const id = `${obj.apiVersion}|${key}`;
     const known = this.latest.get(id);
     const rv = obj.metadata.resourceVersion;
     if (known && known.metadata.resourceVersion === rv) return known;
-    const newest = !known || rvNumber(rv) > rvNumber(known.metadata.resourceVersion);
+    const newest = !known || rvNum > rvNumber(known.metadata.resourceVersion);
     if (newest) this.latest.set(id, obj);
     // Indexed under the nodes of this version and of the one before it, which views lagging behind
     // may still hold; an older version that turns up late adds its nodes.
@@ -55,8 +54,7 @@ export class SharedObjects {
   }
 
   /** The object is gone upstream. */
-  forget(obj: KubeObject): void {
-    const key = objectKey(obj);
+  forget(obj: KubeObject, key = objectKey(obj)): void {
     this.latest.delete(`${obj.apiVersion}|${key}`);
     const entry = this.indexed.get(key);
     if (!entry) return;

@@ -105,7 +105,7 @@ export class WatchView implements ReevaluatingView {
   private onLine(line: string): boolean {
     const type = this.raw ? EVENT_TYPE.exec(line)?.[1] : undefined;
     if (!type) return this.onUpstream(JSON.parse(line) as WatchEvent, line);
-    const rv = RESOURCE_VERSION.exec(line)?.[1];
+    const rv = rvNumber(RESOURCE_VERSION.exec(line)?.[1]);
     this.deps.revisions.observe(rv, this.resource);
     this.write(line);
     if (type === 'ERROR') return false;
@@ -159,33 +159,35 @@ export class WatchView implements ReevaluatingView {
 
   /** Handles one upstream event (onLines has applied the scope changes first); returns false when the stream must end. */
   private onUpstream(event: WatchEvent, line: string): boolean {
+    // The event's resourceVersion and key are read once and carried along.
     const rv = event.object?.metadata?.resourceVersion;
-    this.deps.revisions.observe(rv, this.resource);
+    const rvNum = rvNumber(rv);
+    this.deps.revisions.observe(rvNum, this.resource);
     if (event.type === 'ERROR') {
       this.write(line);
       return false;
     }
     if (event.type === 'BOOKMARK') {
-      this.beforeUpstream(rvNumber(rv), true);
+      this.beforeUpstream(rvNum, true);
       if (this.initial && event.object.metadata.annotations?.[INITIAL_EVENTS_END] === 'true') {
         this.initial = false;
       }
-      this.advance(rv);
+      this.advance(rvNum);
       this.write(line);
       return true;
     }
     const key = objectKey(event.object);
-    this.beforeUpstream(rvNumber(rv), false, key);
+    this.beforeUpstream(rvNum, false, key);
     const entry = this.entries.get(key);
     if (event.type === 'DELETED') {
       this.entries.delete(key);
-      this.store.forget(event.object);
+      this.store.forget(event.object, key);
       if (entry?.held) this.send('DELETED', this.store.atRevision(entry.held, rv!));
       else if (!entry && !this.subject.transitions() && this.decide(event.object)) this.write(line);
-      this.advance(rv);
+      this.advance(rvNum);
       return true;
     }
-    const obj = this.store.intern(event.object);
+    const obj = this.store.intern(event.object, key, rvNum);
     const out = this.decide(obj);
     const next: Entry = { obj };
     if (out) {
@@ -198,7 +200,7 @@ export class WatchView implements ReevaluatingView {
       this.send('DELETED', this.store.atRevision(entry.held, rv!));
     }
     this.entries.set(key, next);
-    this.advance(rv);
+    this.advance(rvNum);
     return true;
   }
 
