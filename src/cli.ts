@@ -3,7 +3,7 @@
 import { existsSync } from 'node:fs';
 import { delimiter } from 'node:path';
 import { parseArgs } from 'node:util';
-import { FLAGS, parseBool, parseFeatureGates, parsePort, UsageError, type PoolviewOptions } from './options.js';
+import { FLAGS, parseBool, parseCount, parseDuration, parseFeatureGates, parsePort, UsageError, type PoolviewOptions } from './options.js';
 import { UpstreamConfigError } from './upstream.js';
 
 export interface CliIO {
@@ -65,6 +65,8 @@ export function parseServeArgs(argv: string[], env: Record<string, string | unde
     else if (f.type === 'port') result[f.key] = parsePort(raw, what);
     else if (f.type === 'gates') result[f.key] = parseFeatureGates(raw, what);
     else if (f.type === 'bool') result[f.key] = parseBool(raw, what);
+    else if (f.type === 'count') result[f.key] = parseCount(raw, what);
+    else if (f.type === 'duration') result[f.key] = parseDuration(raw, what);
     else result[f.key] = raw;
   }
   return result as Partial<PoolviewOptions> & { nodeName: string };

@@ -28,6 +28,10 @@ export interface PoolviewOptions {
   configMapName: string;
   configMapNamespace: string;
   featureGates: Record<string, boolean>;
+  /** Events kept per cached resource for watches that resume and Exact lists. */
+  watchCacheHistory: number;
+  /** How long an answer of the apiserver to "may this client do this" is reused, in ms. */
+  authorizationCacheTtlMs: number;
 }
 
 export const DEFAULTS = {
@@ -40,6 +44,8 @@ export const DEFAULTS = {
   anonymousRequests: 'forward' as AnonymousRequests,
   configMapName: 'yurt-hub-cfg',
   configMapNamespace: 'kube-system',
+  watchCacheHistory: 10_000,
+  authorizationCacheTtlMs: 10_000,
 };
 
 /** A mistake in how poolview was invoked; the CLI prints its message alone and exits 2. */
@@ -51,7 +57,7 @@ export interface FlagSpec {
   flag: string;
   env?: string;
   key: keyof PoolviewOptions;
-  type: 'string' | 'port' | 'gates' | 'bool';
+  type: 'string' | 'port' | 'gates' | 'bool' | 'count' | 'duration';
   help: string;
 }
 
@@ -72,6 +78,8 @@ export const FLAGS: readonly FlagSpec[] = [
   { flag: 'anonymous-requests', env: 'POOLVIEW_ANONYMOUS_REQUESTS', key: 'anonymousRequests', type: 'string', help: 'requests without credentials: forward (as they are) | reject (401) | proxy-identity (with poolview\'s credentials; loopback bind only) (default forward)' },
   { flag: 'configmap-name', env: 'POOLVIEW_CONFIGMAP_NAME', key: 'configMapName', type: 'string', help: `ConfigMap that adds components to filters (default ${DEFAULTS.configMapName})` },
   { flag: 'configmap-namespace', env: 'POOLVIEW_CONFIGMAP_NAMESPACE', key: 'configMapNamespace', type: 'string', help: `namespace of that ConfigMap (default ${DEFAULTS.configMapNamespace})` },
+  { flag: 'watch-cache-history', env: 'POOLVIEW_WATCH_CACHE_HISTORY', key: 'watchCacheHistory', type: 'count', help: `events kept per cached resource: watches resuming from older resourceVersions get 410 Expired (default ${DEFAULTS.watchCacheHistory})` },
+  { flag: 'authorization-cache-ttl', env: 'POOLVIEW_AUTHORIZATION_CACHE_TTL', key: 'authorizationCacheTtlMs', type: 'duration', help: 'how long the apiserver\'s answer to a client\'s SelfSubjectAccessReview is reused for answers from the cache, e.g. 10s, 1m (default 10s)' },
   { flag: 'feature-gates', env: 'POOLVIEW_FEATURE_GATES', key: 'featureGates', type: 'gates', help: 'comma list of Name=true|false' },
 ];
 
@@ -88,6 +96,23 @@ export function parseBool(value: string, what: string): boolean {
   if (v === 'true' || v === '1') return true;
   if (v === 'false' || v === '0') return false;
   throw new UsageError(`${what}: "${value}" is not true or false`);
+}
+
+/** A positive whole number. */
+export function parseCount(value: string, what: string): number {
+  if (!/^\d+$/.test(value.trim()) || Number(value) < 1) throw new UsageError(`${what}: "${value}" is not a positive whole number`);
+  return Number(value);
+}
+
+/** A duration as Kubernetes components take it (500ms, 10s, 1m, 1h30m), in milliseconds. */
+export function parseDuration(value: string, what: string): number {
+  const v = value.trim();
+  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  if (v === '0') return 0;
+  if (!/^(\d+(\.\d+)?(ms|s|m|h))+$/.test(v)) throw new UsageError(`${what}: "${value}" is not a duration like 10s or 1m`);
+  let ms = 0;
+  for (const m of v.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) ms += Number(m[1]) * units[m[2]];
+  return Math.round(ms);
 }
 
 /** poolview's feature gates and their defaults. */
@@ -137,6 +162,8 @@ export function resolveOptions(input: Partial<PoolviewOptions>): PoolviewOptions
     configMapName: input.configMapName || DEFAULTS.configMapName,
     configMapNamespace: input.configMapNamespace || DEFAULTS.configMapNamespace,
     featureGates: { ...(input.featureGates ?? {}) },
+    watchCacheHistory: input.watchCacheHistory ?? DEFAULTS.watchCacheHistory,
+    authorizationCacheTtlMs: input.authorizationCacheTtlMs ?? DEFAULTS.authorizationCacheTtlMs,
   };
   if (!opts.nodeName) throw new UsageError('--node-name (or NODE_NAME) is required');
   if (!(LOG_LEVELS as readonly string[]).includes(opts.logLevel)) {
