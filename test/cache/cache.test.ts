@@ -291,6 +291,7 @@ describe('watch cache: upstream', () => {
     const watches = await Promise.all([1, 2, 3].map(() => watch('/api/v1/services?watch=true&resourceVersion=0')));
     await Promise.all(watches.map((w) => w.waitFor((e) => e.length === 2)));
     for (let i = 0; i < 3; i++) await get('/api/v1/services?resourceVersion=0');
+    while (fake.openWatches() === 0) await new Promise((r) => setTimeout(r, 20));
     const own = (pred: (url: string) => boolean) => fake.requests.filter((r) => r.headers.authorization === `Bearer ${OWN}` && r.url.startsWith('/api/v1/services') && pred(r.url)).length;
     expect(own((u) => !u.includes('watch=') && !u.includes('limit=1&') && !u.endsWith('limit=1'))).toBe(1);
     expect(own((u) => u.includes('watch=true') && !u.includes('timeoutSeconds=3'))).toBe(1);
