@@ -67,6 +67,8 @@ function classify(opts: Dispatcher.DispatchOptions, deps: InterceptorDeps): Clas
   const query = new URL(path, 'http://x').searchParams;
   // The legacy /watch/ path and watch=... are the apiserver's to interpret; `watch` stays a known parameter.
   if (!servableQuery(query) || path.includes('/watch/')) return undefined;
+  const watchParam = query.get('watch');
+  if (watchParam !== null && !['true', '1', 'false', '0'].includes(watchParam)) return undefined;
   return {
     request: { verb: info.verb, namespace: info.namespace, name: info.name, query },
     group: info.apiGroup,

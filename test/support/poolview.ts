@@ -22,7 +22,16 @@ export interface TestPoolview extends RunningPoolview {
  */
 export async function startTestPoolview(
   cluster: Cluster,
-  opts: { nodeName: string; nodePoolName?: string; bindAddress?: string; featureGates?: Record<string, boolean> },
+  opts: {
+    nodeName: string;
+    nodePoolName?: string;
+    bindAddress?: string;
+    featureGates?: Record<string, boolean>;
+    /** The apiserver URL poolview dials (e.g. a counting relay in front of it); default the apiserver. */
+    server?: string;
+    /** Readiness probe interval (default 1 s here; poolview's own default is 5 s). */
+    probeIntervalMs?: number;
+  },
 ): Promise<TestPoolview> {
   const bindAddress = opts.bindAddress ?? '127.0.0.1';
   const tls = await cluster.issueServingCert(`poolview-${opts.nodeName}`, bindAddress === '127.0.0.1' ? [] : [bindAddress]);
@@ -33,7 +42,7 @@ export async function startTestPoolview(
     {
       nodeName: opts.nodeName,
       nodePoolName: opts.nodePoolName,
-      kubeconfig: cluster.kubeconfig('poolview'),
+      kubeconfig: cluster.kubeconfig('poolview', opts.server),
       bindAddress,
       port: 0,
       securePort: 0,
@@ -42,7 +51,7 @@ export async function startTestPoolview(
       healthPort: 0,
       featureGates: opts.featureGates,
     },
-    { logger, probeIntervalMs: 1_000 },
+    { logger, probeIntervalMs: opts.probeIntervalMs ?? 1_000 },
   ).catch((err: unknown) => {
     stream.end();
     throw err;
