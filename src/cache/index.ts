@@ -92,6 +92,8 @@ export class WatchCaches {
           reviews: own ? undefined : this.reviews,
           basePath: this.upstream.url.pathname.replace(/\/$/, ''),
           served: (resource, verb) => this.metrics.clientsServed.inc({ resource, verb }),
+          // The path only: queries carry no credentials, headers do.
+          forwarded: (path, why) => this.opts.log.debug({ path, own }, `cache: ${why}; sent upstream`),
           onError: (err) => this.opts.log.warn({ err: err.message }, 'cache: could not serve a request; sent upstream'),
         }),
       );

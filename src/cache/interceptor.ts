@@ -17,6 +17,8 @@ export interface InterceptorDeps {
   /** The upstream URL's path prefix, if the kubeconfig server has one. */
   basePath: string;
   served(resource: string, verb: string): void;
+  /** A request of a cached resource the cache did not answer (debug: why bytes went upstream). */
+  forwarded(path: string, why: string): void;
   onError(err: Error): void;
 }
 
@@ -105,7 +107,9 @@ export function cacheInterceptor(deps: InterceptorDeps): Dispatcher.DispatcherCo
     if (!c) return dispatch(opts, handler);
     answer(c, deps, handler).then(
       (served) => {
-        if (!served) dispatch(opts, handler);
+        if (served) return;
+        deps.forwarded(opts.path, 'not answerable from the cache');
+        dispatch(opts, handler);
       },
       (err: Error) => {
         deps.onError(err);

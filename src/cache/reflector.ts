@@ -100,7 +100,7 @@ export class CacheReflector {
       }
       if (res.statusCode !== 200) throw new Error(`list ${this.resource.path}: HTTP ${res.statusCode}: ${text.slice(0, 200)}`);
       const page = JSON.parse(text) as { metadata: { resourceVersion: string; continue?: string }; items: object[] };
-      for (const item of page.items) items.push(cachedObject(item));
+      for (const item of page.items) items.push(cachedObject(item, this.resource.fields));
       rv = Number(page.metadata.resourceVersion);
       next = page.metadata.continue ?? '';
       if (!next) break;
@@ -132,7 +132,7 @@ export class CacheReflector {
       }
       this.hooks.events(1);
       if (event.type === 'BOOKMARK') this.store.advance(Number(event.object.metadata?.resourceVersion) || 0);
-      else if (event.type === 'ADDED' || event.type === 'MODIFIED' || event.type === 'DELETED') this.store.apply(event.type as EventType, cachedObject(event.object));
+      else if (event.type === 'ADDED' || event.type === 'MODIFIED' || event.type === 'DELETED') this.store.apply(event.type as EventType, cachedObject(event.object, this.resource.fields));
     }
   }
 }

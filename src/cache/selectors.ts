@@ -5,6 +5,8 @@ export interface SelectableObject {
   name: string;
   namespace: string;
   labels: Readonly<Record<string, string>> | undefined;
+  /** The resource's own selectable fields (e.g. a Service's spec.clusterIP), by field label. */
+  fields?: Readonly<Record<string, string>>;
 }
 
 export type Predicate = (obj: SelectableObject) => boolean;
@@ -70,24 +72,28 @@ export function parseLabelSelector(text: string): Predicate | undefined {
   };
 }
 
-/** A fieldSelector over metadata.name / metadata.namespace; undefined for any other field. */
-export function parseFieldSelector(text: string): Predicate | undefined {
+/** A fieldSelector over metadata.name / metadata.namespace and the resource's own `fields`; undefined for any other field. */
+export function parseFieldSelector(text: string, fields: readonly string[] = []): Predicate | undefined {
   if (text.trim() === '') return () => true;
   const tests: Predicate[] = [];
   for (const part of text.split(',')) {
-    const m = /^\s*(metadata\.name|metadata\.namespace)\s*(==|=|!=)\s*([^,]*?)\s*$/.exec(part);
-    if (!m) return undefined;
+    const m = /^\s*([A-Za-z.]+)\s*(==|=|!=)\s*([^,]*?)\s*$/.exec(part);
+    if (!m || m[3].includes('\\')) return undefined; // escaped values: the apiserver's to decode
     const [, field, op, value] = m;
-    const get = field === 'metadata.name' ? (o: SelectableObject) => o.name : (o: SelectableObject) => o.namespace;
+    let get: (o: SelectableObject) => string;
+    if (field === 'metadata.name') get = (o) => o.name;
+    else if (field === 'metadata.namespace') get = (o) => o.namespace;
+    else if (fields.includes(field)) get = (o) => o.fields?.[field] ?? '';
+    else return undefined;
     tests.push(op === '!=' ? (o) => get(o) !== value : (o) => get(o) === value);
   }
   return (obj) => tests.every((t) => t(obj));
 }
 
 /** Both selectors and the path's namespace together; undefined when any cannot be served. */
-export function requestPredicate(namespace: string, labelSelector: string | null, fieldSelector: string | null): { match: Predicate; everything: boolean } | undefined {
+export function requestPredicate(namespace: string, labelSelector: string | null, fieldSelector: string | null, fieldLabels: readonly string[] = []): { match: Predicate; everything: boolean } | undefined {
   const labels = parseLabelSelector(labelSelector ?? '');
-  const fields = parseFieldSelector(fieldSelector ?? '');
+  const fields = parseFieldSelector(fieldSelector ?? '', fieldLabels);
   if (!labels || !fields) return undefined;
   const everything = !namespace && !(labelSelector ?? '').trim() && !(fieldSelector ?? '').trim();
   return { match: (o) => (!namespace || o.namespace === namespace) && labels(o) && fields(o), everything };

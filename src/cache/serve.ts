@@ -39,7 +39,7 @@ export interface ServedResource {
 /** How long a read at a revision the cache has not reached waits (the apiserver waits 3 s too). */
 export const WAIT_FOR_REVISION_MS = 3_000;
 
-const KNOWN_PARAMS = new Set(['resourceVersion', 'resourceVersionMatch', 'limit', 'continue', 'labelSelector', 'fieldSelector', 'timeoutSeconds', 'allowWatchBookmarks', 'watch', 'sendInitialEvents']);
+const KNOWN_PARAMS = new Set(['timeout', 'resourceVersion', 'resourceVersionMatch', 'limit', 'continue', 'labelSelector', 'fieldSelector', 'timeoutSeconds', 'allowWatchBookmarks', 'watch', 'sendInitialEvents']);
 
 const JSON_HEADERS = { 'content-type': 'application/json', 'cache-control': 'no-cache, private' };
 
@@ -253,8 +253,9 @@ async function serveWatch(cache: ServedResource, req: CacheRequest, match: Predi
   const rvMatch = query.get('resourceVersionMatch') ?? '';
   const sendInitialEvents = query.get('sendInitialEvents');
   const allowBookmarks = query.get('allowWatchBookmarks') === 'true';
-  const timeoutSeconds = query.has('timeoutSeconds') ? Number(query.get('timeoutSeconds')) : 0;
-  if (!Number.isInteger(timeoutSeconds) || timeoutSeconds < 0) return false;
+  // timeoutSeconds wins over the request timeout `timeout` (client-go sends both), as in the apiserver.
+  const timeoutSeconds = query.has('timeoutSeconds') ? Number(query.get('timeoutSeconds')) : goDurationSeconds(query.get('timeout') ?? '');
+  if (!Number.isFinite(timeoutSeconds) || timeoutSeconds < 0) return false;
   if (sendInitialEvents !== null && sendInitialEvents !== 'true' && sendInitialEvents !== 'false') return false;
   // Validation failures (sendInitialEvents without NotOlderThan, ...) are the apiserver's to word.
   if (sendInitialEvents !== null ? rvMatch !== 'NotOlderThan' : rvMatch !== '') return false;
@@ -285,10 +286,20 @@ async function serveWatch(cache: ServedResource, req: CacheRequest, match: Predi
   return true;
 }
 
+/** A Go duration (`7m7s`, `30s`, `1h`) in seconds; NaN when it does not parse, 0 for "". */
+function goDurationSeconds(text: string): number {
+  if (text === '') return 0;
+  if (!/^(\d+(\.\d+)?(h|m|s|ms))+$/.test(text)) return NaN;
+  const unit: Record<string, number> = { h: 3600, m: 60, s: 1, ms: 0.001 };
+  let seconds = 0;
+  for (const m of text.matchAll(/(\d+(?:\.\d+)?)(h|ms|m|s)/g)) seconds += Number(m[1]) * unit[m[2]];
+  return seconds;
+}
+
 /** Serves the request from the cache; false (nothing written) when it must go upstream. */
 export async function serveFromCache(cache: ServedResource, req: CacheRequest, out: Responder): Promise<boolean> {
   if (!servableQuery(req.query)) return false;
-  const selected = requestPredicate(req.namespace, req.query.get('labelSelector'), req.query.get('fieldSelector'));
+  const selected = requestPredicate(req.namespace, req.query.get('labelSelector'), req.query.get('fieldSelector'), Object.keys(cache.resource.fields));
   if (!selected) return false;
   if (req.verb === 'get') return serveGet(cache, req, out);
   if (req.verb === 'list') return serveList(cache, req, selected.match, selected.everything, out);

@@ -28,13 +28,17 @@ export interface StoreListener {
 
 type Metadata = { name?: string; namespace?: string; labels?: Record<string, string>; resourceVersion?: string };
 
+type FieldReaders = Readonly<Record<string, (obj: { spec?: Record<string, unknown> }) => string>>;
+
 /** The cached form of a decoded object (kind and apiVersion dropped: the store knows them). */
-export function cachedObject(obj: { kind?: unknown; apiVersion?: unknown; metadata?: Metadata }): CachedObject {
+export function cachedObject(obj: { kind?: unknown; apiVersion?: unknown; metadata?: Metadata; spec?: Record<string, unknown> }, readers: FieldReaders = {}): CachedObject {
   const { kind: _k, apiVersion: _a, ...rest } = obj;
   const meta = obj.metadata ?? {};
   const namespace = meta.namespace ?? '';
   const name = meta.name ?? '';
-  return { key: namespace ? `${namespace}/${name}` : name, name, namespace, labels: meta.labels, rv: Number(meta.resourceVersion) || 0, json: JSON.stringify(rest) };
+  const names = Object.keys(readers);
+  const fields = names.length === 0 ? undefined : Object.fromEntries(names.map((f) => [f, readers[f](obj)]));
+  return { key: namespace ? `${namespace}/${name}` : name, name, namespace, labels: meta.labels, fields, rv: Number(meta.resourceVersion) || 0, json: JSON.stringify(rest) };
 }
 
 /** The same object at another resourceVersion (a DELETED carries the version the client saw at the change's revision). */

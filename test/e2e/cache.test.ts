@@ -188,7 +188,9 @@ describeWithKubeProxy()('watch cache through poolview (issue #16)', () => {
       const poolviewBytes = toPoolview.fromApiserver();
       const directBytes = toDirect.fromApiserver();
       const ratio = poolviewBytes / directBytes;
-      const metrics = await pv.registry.getSingleMetricAsString('poolview_cache_upstream_bytes_total');
+      const metrics = (
+        await Promise.all(['poolview_cache_upstream_bytes_total', 'poolview_cache_requests_served_total', 'poolview_proxied_bytes_total', 'poolview_requests_total'].map((m) => pv!.registry.getSingleMetricAsString(m)))
+      ).join('\n');
       console.log(
         `[cache e2e] ${CHURN_SECONDS}s churn (${JSON.stringify(ops)}): apiserver → poolview ${poolviewBytes} B (kube-proxy, coredns, cilium-agent, scope sources); ` +
           `apiserver → one direct JSON client ${directBytes} B; ratio ${ratio.toFixed(3)}\n${metrics}`,
