@@ -26,6 +26,8 @@ interface Relay {
   url: string;
   /** Bytes the apiserver sent through this relay. */
   fromApiserver(): number;
+  /** Cuts every open connection, as a dropped link or a restarting apiserver would. */
+  cut(): void;
   close(): Promise<void>;
 }
 
@@ -53,12 +55,23 @@ async function countingRelay(target: URL): Promise<Relay> {
   return {
     url: `${target.protocol}//127.0.0.1:${port}`,
     fromApiserver: () => bytes,
+    cut: () => {
+      for (const s of sockets) s.destroy();
+    },
     close: () =>
       new Promise<void>((resolve) => {
         for (const s of sockets) s.destroy();
         server.close(() => resolve());
       }),
   };
+}
+
+/** Compacts etcd up to its current revision (as the apiserver does every 5 minutes). */
+async function compactEtcd(): Promise<void> {
+  const etcd = cluster.info.etcdServer;
+  const head = (await (await fetch(`${etcd}/v3/kv/range`, { method: 'POST', body: JSON.stringify({ key: Buffer.from('/').toString('base64') }) })).json()) as { header: { revision: string } };
+  const res = await fetch(`${etcd}/v3/kv/compaction`, { method: 'POST', body: JSON.stringify({ revision: head.header.revision, physical: true }) });
+  expect(res.status).toBe(200);
 }
 
 /** A KubeConfig for `server` as `identity` whose requests carry `userAgent`. */
@@ -102,7 +115,7 @@ function held(objects: KubernetesObject[], ns: string): Record<string, string> {
 }
 
 describeWithKubeProxy()('watch cache through poolview (issue #16)', () => {
-  it('one upstream stream per resource for kube-proxy, coredns and cilium-agent: bytes ≤ 1.1× one direct JSON client; every cache converges', async () => {
+  it('one upstream stream per resource for kube-proxy, coredns and cilium-agent: bytes ≤ 1.1× one direct JSON client; every cache converges through an etcd compaction and a cut link', async () => {
     const run = uniqueName('wc');
     const ns = run;
     const node = `${run}-n1`;
@@ -143,9 +156,20 @@ describeWithKubeProxy()('watch cache through poolview (issue #16)', () => {
       // Churn: creates, updates (endpoints move, labels change) and deletes at a steady rate.
       let gen = 1;
       const ops = { create: 0, update: 0, delete: 0 };
-      const until = Date.now() + CHURN_SECONDS * 1000;
+      const churnStart = Date.now();
+      const until = churnStart + CHURN_SECONDS * 1000;
+      const disruptions = { compacted: false, cut: false };
       for (let step = 0; Date.now() < until; step++) {
         const started = Date.now();
+        // A third of the way: etcd compacted; half-way: poolview's link to the apiserver cut (every watch drops).
+        if (!disruptions.compacted && started - churnStart > (CHURN_SECONDS * 1000) / 3) {
+          await compactEtcd();
+          disruptions.compacted = true;
+        }
+        if (!disruptions.cut && started - churnStart > (CHURN_SECONDS * 1000) / 2) {
+          toPoolview.cut();
+          disruptions.cut = true;
+        }
         const ids = [...live];
         const pick = ids[(step * 7) % ids.length];
         const kind = step % 10;
