@@ -14,6 +14,7 @@ import { createNodeNetns, describeWithKubeProxy, startKubeProxy, type KubeProxy,
 import { startTestPoolview, type TestPoolview } from '../support/poolview.js';
 import { sleep } from '../support/processes.js';
 import { sharedCluster, uniqueName } from '../support/shared-cluster.js';
+import { startCluster } from '../support/cluster.js';
 
 const cluster = sharedCluster();
 afterAll(() => cluster.close());
@@ -75,9 +76,9 @@ async function compactEtcd(): Promise<void> {
 }
 
 /** A KubeConfig for `server` as `identity` whose requests carry `userAgent`. */
-function kubeConfigAs(server: string, userAgent: string): KubeConfig {
+function kubeConfigAs(server: string, userAgent: string, on = cluster): KubeConfig {
   const kc = new KubeConfig();
-  kc.loadFromFile(cluster.kubeconfig('admin', server));
+  kc.loadFromFile(on.kubeconfig('admin', server));
   kc.addAuthenticator({
     isAuthProvider: () => true,
     applyAuthentication: async (_user, opts) => {
@@ -89,8 +90,8 @@ function kubeConfigAs(server: string, userAgent: string): KubeConfig {
 }
 
 /** Informers on every Service and EndpointSlice of the cluster, as coredns and cilium-agent keep them. */
-async function startInformers(server: string, userAgent: string) {
-  const kc = kubeConfigAs(server, userAgent);
+async function startInformers(server: string, userAgent: string, on = cluster) {
+  const kc = kubeConfigAs(server, userAgent, on);
   const core = kc.makeApiClient(CoreV1Api);
   const discovery = kc.makeApiClient(DiscoveryV1Api);
   const services = makeInformer(kc, '/api/v1/services', () => core.listServiceForAllNamespaces());
@@ -259,5 +260,55 @@ it('a token without the right gets the apiserver\'s own 403 through poolview for
   } finally {
     await pv.close();
     await cluster.request('DELETE', `/api/v1/namespaces/${run}`, { allow: [404] }).catch(() => {});
+  }
+});
+
+it('an apiserver restart during churn: the cache resumes or re-lists, and every client converges with no lost or phantom objects', async () => {
+  const own = await startCluster({ binDir: cluster.binDir });
+  const ns = uniqueName('wcr');
+  let pv: TestPoolview | undefined;
+  const informers: Awaited<ReturnType<typeof startInformers>>[] = [];
+  try {
+    await own.createNamespace(ns);
+    pv = await startTestPoolview(own, { nodeName: `${ns}-n1` });
+    for (const ua of ['coredns/1.12.0', 'cilium-agent/1.17.0']) informers.push(await startInformers(pv.httpsUrl, ua, own));
+    const write = async (i: number, gen: number) => {
+      await own.createService(ns, `svc-${i}`, { ports: [{ name: 'http', port: 80 }], labels: { gen: String(gen) } });
+      await own.createEndpointSlice(ns, `svc-${i}-1`, { service: `svc-${i}`, ports: [{ name: 'http', port: 8080 }], endpoints: [{ ip: `10.1.${i}.${(gen % 250) + 1}` }] });
+    };
+    const remove = async (i: number) => {
+      await own.delete('discovery.k8s.io/v1', 'EndpointSlice', `svc-${i}-1`, ns);
+      await own.delete('v1', 'Service', `svc-${i}`, ns);
+    };
+    let restarted = false;
+    for (let step = 0; step < 150; step++) {
+      if (step === 50) {
+        await own.restartApiserver();
+        restarted = true;
+      }
+      const i = step % 20;
+      // Writes go on around the restart: creates and updates, and every third object deleted once.
+      await (step % 3 === 2 && step < 120 ? remove(i) : write(i, step)).catch(() => {});
+      await sleep(50);
+    }
+    expect(restarted).toBe(true);
+    const want = {
+      services: held((await own.list('v1', 'Service', { namespace: ns })).items as KubernetesObject[], ns),
+      slices: held((await own.list('discovery.k8s.io/v1', 'EndpointSlice', { namespace: ns })).items as KubernetesObject[], ns),
+    };
+    const deadline = Date.now() + 30_000;
+    for (const i of informers) {
+      while (JSON.stringify([held(i.services.list(), ns), held(i.slices.list(), ns)]) !== JSON.stringify([want.services, want.slices]) && Date.now() < deadline) await sleep(200);
+      expect(held(i.services.list(), ns)).toEqual(want.services);
+      expect(held(i.slices.list(), ns)).toEqual(want.slices);
+    }
+    // And a consistent LIST through poolview after the restart is the apiserver's.
+    const through = (await startInformers(pv.httpsUrl, 'late-client/1.0', own));
+    informers.push(through);
+    expect(held(through.services.list(), ns)).toEqual(want.services);
+  } finally {
+    for (const i of informers) await i.stop().catch(() => {});
+    await pv?.close();
+    await own.stop();
   }
 });
