@@ -66,9 +66,14 @@ describe('view contract model (fake apiserver)', () => {
         seed,
         steps: Number(process.env.MODEL_STEPS ?? 600),
         pools: POOLS,
+        // With credentials, the clients' requests are answered by poolview's watch cache (after a review),
+        // so every client of a resource reads one cache through drops, compactions and re-lists.
+        tokens: { admin: 'model-client' },
         log: (msg) => console.log(msg),
       });
       expect(result.checks).toBeGreaterThan(1);
+      const served = await proxy.registry.getSingleMetricAsString('poolview_cache_requests_served_total');
+      expect(served).toMatch(/resource="endpointslices",verb="watch"} [1-9]/);
     }, 300_000);
   }
 });
