@@ -36,6 +36,13 @@ export interface ServedResource {
   onSlowClientCut(): void;
 }
 
+/**
+ * A consistent read of at most this many objects goes upstream: proving the cache fresh costs a
+ * `limit=1` LIST anyway (and up to a second for a quiet resource), so the answer itself is as cheap.
+ * The view engine's revision probes (`limit=1`) and consistent GETs are such reads.
+ */
+export const SMALL_CONSISTENT_READ = 10;
+
 /** How long a read at a revision the cache has not reached waits (the apiserver waits 3 s too). */
 export const WAIT_FOR_REVISION_MS = 3_000;
 
@@ -122,7 +129,10 @@ async function serveList(cache: ServedResource, req: CacheRequest, match: Predic
     }
     point = { at: 'exact', rv: t.rv };
     start = t.start;
-  } else point = await readPoint(cache, query, 'list');
+  } else {
+    if (!query.get('resourceVersion') && limit > 0 && limit <= SMALL_CONSISTENT_READ) return false;
+    point = await readPoint(cache, query, 'list');
+  }
   if (!point) return false;
   const store = cache.store;
   let rv: number;
@@ -158,6 +168,7 @@ async function serveList(cache: ServedResource, req: CacheRequest, match: Predic
 }
 
 async function serveGet(cache: ServedResource, req: CacheRequest, out: Responder): Promise<boolean> {
+  if (!req.query.get('resourceVersion')) return false; // consistent: one object, see SMALL_CONSISTENT_READ
   const point = await readPoint(cache, req.query, 'get');
   if (!point) return false;
   const key = req.namespace ? `${req.namespace}/${req.name}` : req.name;

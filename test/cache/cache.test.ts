@@ -123,12 +123,20 @@ describe('watch cache: reads', () => {
     // NotOlderThan and rv=0: the current state.
     expect((await get(`/api/v1/services?resourceVersion=${rv1}&resourceVersionMatch=NotOlderThan`)).text).toBe(consistent.text);
     expect((await get('/api/v1/services?resourceVersion=0')).text).toBe(consistent.text);
-    // Namespaced collections and GET of one object, 404 worded as the apiserver's.
+    // Namespaced collections and GET of one object (at a revision), 404 worded as the apiserver's.
     expect((await get('/api/v1/namespaces/default/services')).text).toBe((await direct('/api/v1/namespaces/default/services')).text);
-    expect(await get('/api/v1/namespaces/default/services/s1')).toEqual(await direct('/api/v1/namespaces/default/services/s1'));
-    expect(await get('/api/v1/namespaces/default/services/s2')).toEqual(await direct('/api/v1/namespaces/default/services/s2'));
-    expect(await get('/api/v1/namespaces/other/services/s1')).toEqual(await direct('/api/v1/namespaces/other/services/s1'));
+    for (const path of ['/api/v1/namespaces/default/services/s1', '/api/v1/namespaces/default/services/s2', '/api/v1/namespaces/other/services/s1']) {
+      expect(await get(`${path}?resourceVersion=0`)).toEqual(await direct(path));
+    }
+    expect(await get(`/api/v1/namespaces/default/services/s1?resourceVersion=${rv1}&resourceVersionMatch=Exact`)).toEqual({
+      status: 200,
+      text: `{"kind":"Service","apiVersion":"v1",${JSON.stringify(JSON.parse(first.text).items.find((s: any) => s.metadata.name === 's1')).slice(1)}`,
+    });
     expect(upstreamGets('/api/v1/')).toBe(0);
+    // A consistent GET, or a consistent LIST of a few objects, costs as much to prove fresh as to ask: upstream.
+    expect(await get('/api/v1/namespaces/default/services/s1')).toEqual(await direct('/api/v1/namespaces/default/services/s1'));
+    expect(await get('/api/v1/services?limit=1')).toEqual(await direct('/api/v1/services?limit=1'));
+    expect(upstreamGets('/api/v1/')).toBe(2);
   });
 
   it('a consistent read of a quiet resource is served once a probe shows nothing changed (other resources moved the revision)', async () => {
@@ -148,7 +156,7 @@ describe('watch cache: reads', () => {
     await setup({ history: 5 });
     for (let i = 0; i < 7; i++) fake.create('services', service(`p${i}`));
     const all = JSON.parse((await direct('/api/v1/services')).text);
-    const page1 = JSON.parse((await get('/api/v1/services?limit=3')).text);
+    const page1 = JSON.parse((await get('/api/v1/services?limit=3&resourceVersion=0')).text);
     expect(page1.items.map((s: any) => s.metadata.name)).toEqual(['p0', 'p1', 'p2']);
     expect(page1.metadata.remainingItemCount).toBe(4);
     fake.create('services', service('p00')); // after the snapshot: not in the pages
