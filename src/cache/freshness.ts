@@ -15,10 +15,8 @@
 // check is in flight waits for the next (its R must be read after it began).
 //
 // Measured on kube-apiserver v1.35: that bookmark comes 0.7–1.9 s into the probe (the cacher
-// sends it 2 s before the deadline, bucketed per second; timeoutSeconds=2 gets none). A LIST can
-// wait that long; a watch without a resourceVersion cannot always (the view engine restarts a
-// streaming list that a scope change overtakes), so watches take `quick`: served only when the
-// cache is already at R, else sent upstream.
+// sends it 2 s before the deadline, bucketed per second; timeoutSeconds=2 gets none), and is at R.
+// So a consistent read of a quiet resource costs about a second: the price of one stream.
 import type { Logger } from 'pino';
 import { jsonLines } from '../json-lines.js';
 import { readAll } from '../upstream-body.js';
@@ -45,16 +43,6 @@ export class Freshness {
       return this.begin();
     });
     return this.queued;
-  }
-
-  /** Without the probe watch: true when the cache is already at the cluster's revision (or reaches it within 100 ms). */
-  async quick(): Promise<boolean> {
-    try {
-      const current = await this.currentRevision(AbortSignal.timeout(FRESHNESS_TIMEOUT_MS));
-      return current > 0 && (await this.reflector.store.waitFor(current, 100));
-    } catch {
-      return false;
-    }
   }
 
   /** The cluster's current revision, from a one-item consistent LIST; 0 when it cannot be read. */

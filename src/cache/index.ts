@@ -67,7 +67,6 @@ export class WatchCaches {
           resource: def,
           store,
           fresh: () => freshness.ensure(),
-          freshNow: () => freshness.quick(),
           bookmarkIntervalMs: this.opts.bookmarkIntervalMs ?? 60_000,
           maxBufferedBytes: this.opts.maxBufferedBytes ?? 16 * 1024 * 1024,
           onSlowClientCut: () => this.metrics.slowClientsCut.inc({ resource: name }),

@@ -30,8 +30,6 @@ export interface ServedResource {
   store: WatchCacheStore;
   /** Resolves true once a consistent read may be served (see freshness.ts). */
   fresh(): Promise<boolean>;
-  /** The same without the probe watch: true only when the cache is already at the cluster's revision. */
-  freshNow(): Promise<boolean>;
   bookmarkIntervalMs: number;
   /** A watch whose client holds more than this many bytes unread is ended. */
   maxBufferedBytes: number;
@@ -276,7 +274,7 @@ async function serveWatch(cache: ServedResource, req: CacheRequest, match: Predi
   const store = cache.store;
   const streaming = sendInitialEvents === 'true';
   // rv unset (and rv unset with initial events) starts from a consistent state, as the apiserver's does.
-  if (rv === '' && !(await cache.freshNow())) return false;
+  if (rv === '' && !(await cache.fresh())) return false;
   if (rv !== '' && rv !== '0' && !(await store.waitFor(Number(rv), WAIT_FOR_REVISION_MS))) return false;
 
   const watch = new CacheWatch(cache, match, out);
