@@ -6,7 +6,7 @@
 // the one direct client gets. Every client's final cache must equal its view of the cluster. And a
 // token without RBAC gets the apiserver's own 403 through poolview for a cached resource.
 import { connect, createServer, type Socket } from 'node:net';
-import { CoreV1Api, DiscoveryV1Api, KubeConfig, makeInformer, type KubernetesObject } from '@kubernetes/client-node';
+import { CoreV1Api, DiscoveryV1Api, makeInformer, type KubernetesObject } from '@kubernetes/client-node';
 import { request, Agent } from 'undici';
 import { readFileSync } from 'node:fs';
 import { afterAll, expect, it } from 'vitest';
@@ -14,7 +14,8 @@ import { createNodeNetns, describeWithKubeProxy, startKubeProxy, type KubeProxy,
 import { startTestPoolview, type TestPoolview } from '../support/poolview.js';
 import { sleep } from '../support/processes.js';
 import { sharedCluster, uniqueName } from '../support/shared-cluster.js';
-import { startCluster } from '../support/cluster.js';
+import { startCluster, type Cluster } from '../support/cluster.js';
+import { kubeConfigAs } from '../support/client-node.js';
 
 const cluster = sharedCluster();
 afterAll(() => cluster.close());
@@ -75,23 +76,10 @@ async function compactEtcd(): Promise<void> {
   expect(res.status).toBe(200);
 }
 
-/** A KubeConfig for `server` as `identity` whose requests carry `userAgent`. */
-function kubeConfigAs(server: string, userAgent: string, on = cluster): KubeConfig {
-  const kc = new KubeConfig();
-  kc.loadFromFile(on.kubeconfig('admin', server));
-  kc.addAuthenticator({
-    isAuthProvider: () => true,
-    applyAuthentication: async (_user, opts) => {
-      const o = opts as { headers?: Record<string, string> };
-      o.headers = { ...o.headers, 'User-Agent': userAgent };
-    },
-  });
-  return kc;
-}
 
 /** Informers on every Service and EndpointSlice of the cluster, as coredns and cilium-agent keep them. */
 async function startInformers(server: string, userAgent: string, on = cluster) {
-  const kc = kubeConfigAs(server, userAgent, on);
+  const kc = kubeConfigAs(on, server, userAgent);
   const core = kc.makeApiClient(CoreV1Api);
   const discovery = kc.makeApiClient(DiscoveryV1Api);
   const services = makeInformer(kc, '/api/v1/services', () => core.listServiceForAllNamespaces());
@@ -115,6 +103,23 @@ function held(objects: KubernetesObject[], ns: string): Record<string, string> {
   return out;
 }
 
+type Informers = Awaited<ReturnType<typeof startInformers>>;
+
+/** Each informer's Services and EndpointSlices in `ns` become the cluster's (30 s at most); returns those. */
+async function expectConverged(on: Cluster, informers: Informers[], ns: string) {
+  const want = {
+    services: held((await on.list('v1', 'Service', { namespace: ns })).items as KubernetesObject[], ns),
+    slices: held((await on.list('discovery.k8s.io/v1', 'EndpointSlice', { namespace: ns })).items as KubernetesObject[], ns),
+  };
+  const deadline = Date.now() + 30_000;
+  for (const i of informers) {
+    while (JSON.stringify([held(i.services.list(), ns), held(i.slices.list(), ns)]) !== JSON.stringify([want.services, want.slices]) && Date.now() < deadline) await sleep(200);
+    expect(held(i.services.list(), ns)).toEqual(want.services);
+    expect(held(i.slices.list(), ns)).toEqual(want.slices);
+  }
+  return want;
+}
+
 describeWithKubeProxy()('watch cache through poolview (issue #16)', () => {
   it('one upstream stream per resource for kube-proxy, coredns and cilium-agent: bytes ≤ 1.1× one direct JSON client; every cache converges through an etcd compaction and a cut link', async () => {
     const run = uniqueName('wc');
@@ -124,7 +129,7 @@ describeWithKubeProxy()('watch cache through poolview (issue #16)', () => {
     let pv: TestPoolview | undefined;
     let kubeProxy: KubeProxy | undefined;
     const relays: Relay[] = [];
-    const informers: Awaited<ReturnType<typeof startInformers>>[] = [];
+    const informers: Informers[] = [];
     try {
       netns = await createNodeNetns();
       await cluster.createNamespace(ns);
@@ -193,16 +198,7 @@ describeWithKubeProxy()('watch cache through poolview (issue #16)', () => {
       }
 
       // Every cache converges to the cluster: the informers' (unfiltered views) and kube-proxy's rules.
-      const want = {
-        services: held((await cluster.list('v1', 'Service', { namespace: ns })).items as KubernetesObject[], ns),
-        slices: held((await cluster.list('discovery.k8s.io/v1', 'EndpointSlice', { namespace: ns })).items as KubernetesObject[], ns),
-      };
-      const deadline = Date.now() + 30_000;
-      for (const i of informers) {
-        while (JSON.stringify([held(i.services.list(), ns), held(i.slices.list(), ns)]) !== JSON.stringify([want.services, want.slices]) && Date.now() < deadline) await sleep(200);
-        expect(held(i.services.list(), ns)).toEqual(want.services);
-        expect(held(i.slices.list(), ns)).toEqual(want.slices);
-      }
+      const want = await expectConverged(cluster, informers, ns);
       const programmed = (r: Awaited<ReturnType<KubeProxy['rules']>>) =>
         [...r.services.keys()].filter((k) => k.startsWith(`${ns}/`)).map((k) => k.slice(ns.length + 1).split(':')[0]).sort();
       const names = Object.keys(want.services).sort();
@@ -267,7 +263,7 @@ it('an apiserver restart during churn: the cache resumes or re-lists, and every 
   const own = await startCluster({ binDir: cluster.binDir });
   const ns = uniqueName('wcr');
   let pv: TestPoolview | undefined;
-  const informers: Awaited<ReturnType<typeof startInformers>>[] = [];
+  const informers: Informers[] = [];
   try {
     await own.createNamespace(ns);
     pv = await startTestPoolview(own, { nodeName: `${ns}-n1` });
@@ -292,16 +288,7 @@ it('an apiserver restart during churn: the cache resumes or re-lists, and every 
       await sleep(50);
     }
     expect(restarted).toBe(true);
-    const want = {
-      services: held((await own.list('v1', 'Service', { namespace: ns })).items as KubernetesObject[], ns),
-      slices: held((await own.list('discovery.k8s.io/v1', 'EndpointSlice', { namespace: ns })).items as KubernetesObject[], ns),
-    };
-    const deadline = Date.now() + 30_000;
-    for (const i of informers) {
-      while (JSON.stringify([held(i.services.list(), ns), held(i.slices.list(), ns)]) !== JSON.stringify([want.services, want.slices]) && Date.now() < deadline) await sleep(200);
-      expect(held(i.services.list(), ns)).toEqual(want.services);
-      expect(held(i.slices.list(), ns)).toEqual(want.slices);
-    }
+    const want = await expectConverged(own, informers, ns);
     // And a consistent LIST through poolview after the restart is the apiserver's.
     const through = (await startInformers(pv.httpsUrl, 'late-client/1.0', own));
     informers.push(through);
