@@ -63,6 +63,8 @@ async function readPoint(cache: ServedResource, query: URLSearchParams, verb: 'g
   const rv = query.get('resourceVersion') ?? '';
   let match = query.get('resourceVersionMatch') ?? '';
   if (match !== '' && match !== 'NotOlderThan' && match !== 'Exact') return undefined;
+  // GetOptions has no resourceVersionMatch: what the apiserver makes of one is its own to say.
+  if (verb === 'get' && match !== '') return undefined;
   if (rv === '') return match === '' && (await cache.fresh()) ? { at: 'current' } : undefined;
   if (rv === '0') return match === 'Exact' ? undefined : { at: 'current' };
   if (!/^[1-9]\d*$/.test(rv)) return undefined;
