@@ -17,6 +17,7 @@ import { createHealthServer, startUpstreamProbe } from './health.js';
 import { startViews, type ViewOptions, type ViewService } from './views/index.js';
 import { ServingCertificate, watchCertificateFiles, type CertificateSource, type ServingPair } from './serving-cert.js';
 import { startCertificateManager } from './certificate-manager.js';
+import { WatchCaches, type WatchCacheOptions } from './cache/index.js';
 
 export type { PoolviewOptions };
 
@@ -46,6 +47,8 @@ export interface PoolviewDeps {
   certificateFilesIntervalMs?: number;
   /** Delay before the n-th new CertificateSigningRequest after a refused or failed one. */
   csrRetryDelayMs?: (attempt: number) => number;
+  /** Watch cache settings beyond the flags (bookmark interval, slow-client bound) for tests. */
+  cache?: Partial<Pick<WatchCacheOptions, 'bookmarkIntervalMs' | 'maxBufferedBytes' | 'syncTimeoutMs'>>;
 }
 
 function urlOf(scheme: string, server: Server): string {
@@ -83,8 +86,18 @@ export async function startPoolview(
     await cleanup();
     throw err;
   }
-  const upstream: Upstream = deps.upstream ?? ownedUpstream!;
   if (ownedUpstream) cleanups.push(() => ownedUpstream.close());
+  // Every GET of a cached resource, by clients, the view engine or the scope sources, reads through
+  // one watch cache per resource: one upstream LIST+WATCH each.
+  const caches = new WatchCaches(deps.upstream ?? ownedUpstream!, {
+    history: options.watchCacheHistory,
+    authorizationTtlMs: options.authorizationCacheTtlMs,
+    log,
+    registry,
+    ...deps.cache,
+  });
+  cleanups.push(() => caches.close());
+  const upstream: Upstream = caches.upstreamThroughCache();
   const proxies: Server[] = [];
   let shuttingDown = false;
   const closing = () => shuttingDown;

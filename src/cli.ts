@@ -3,7 +3,7 @@
 import { existsSync } from 'node:fs';
 import { delimiter } from 'node:path';
 import { parseArgs } from 'node:util';
-import { describeParseError, FLAGS, parseBool, parseDuration, parseFeatureGates, parsePort, UsageError, type PoolviewOptions } from './options.js';
+import { describeParseError, FLAGS, parseBool, parseCount, parseDuration, parseFeatureGates, parsePort, UsageError, type PoolviewOptions } from './options.js';
 import { UpstreamConfigError } from './upstream.js';
 
 export interface CliIO {
@@ -66,6 +66,7 @@ export function parseServeArgs(argv: string[], env: Record<string, string | unde
     else if (f.type === 'gates') result[f.key] = parseFeatureGates(raw, what);
     else if (f.type === 'bool') result[f.key] = parseBool(raw, what);
     else if (f.type === 'list') result[f.key] = raw.split(',').map((v) => v.trim()).filter((v) => v !== '');
+    else if (f.type === 'count') result[f.key] = parseCount(raw, what);
     else if (f.type === 'duration') result[f.key] = parseDuration(raw, what);
     else result[f.key] = raw;
   }

@@ -136,3 +136,41 @@ export function registerReadinessMetrics(registry: Registry, checks: () => Array
   gauge('poolview_readyz_check', '1 when the /readyz check passes, 0 when it fails (the checks of /readyz?verbose).', (c) => c.ok);
   gauge('poolview_readyz_check_error', '1 while the /readyz check reports an error, passing or not (a synced scope source whose watch keeps failing).', (c) => c.detail !== undefined);
 }
+
+/** The watch cache (src/cache/): one upstream stream per resource, the clients it serves. */
+export interface CacheMetrics {
+  upstreamBytes: Counter<'resource'>;
+  upstreamEvents: Counter<'resource'>;
+  clientsServed: Counter<'resource' | 'verb'>;
+  slowClientsCut: Counter<'resource'>;
+  setSource(read: () => Array<{ resource: string; rv: number; history: number }>): void;
+}
+
+export function createCacheMetrics(registry: Registry): CacheMetrics {
+  let read: () => Array<{ resource: string; rv: number; history: number }> = () => [];
+  new Gauge({
+    name: 'poolview_cache_resource_version',
+    help: 'The revision each cached resource is exact at.',
+    labelNames: ['resource'],
+    registers: [registry],
+    collect() {
+      for (const c of read()) this.set({ resource: c.resource }, c.rv);
+    },
+  });
+  new Gauge({
+    name: 'poolview_cache_history_events',
+    help: 'Events kept for resuming watches, per cached resource (bounded by --watch-cache-history).',
+    labelNames: ['resource'],
+    registers: [registry],
+    collect() {
+      for (const c of read()) this.set({ resource: c.resource }, c.history);
+    },
+  });
+  return {
+    upstreamBytes: new Counter({ name: 'poolview_cache_upstream_bytes_total', help: 'Bytes the apiserver sent the cache (LISTs, watches, freshness probes), as on the wire.', labelNames: ['resource'], registers: [registry] }),
+    upstreamEvents: new Counter({ name: 'poolview_cache_upstream_events_total', help: 'Objects and watch events the cache received from the apiserver.', labelNames: ['resource'], registers: [registry] }),
+    clientsServed: new Counter({ name: 'poolview_cache_requests_served_total', help: 'Requests answered from the cache (clients, the view engine, the scope sources).', labelNames: ['resource', 'verb'], registers: [registry] }),
+    slowClientsCut: new Counter({ name: 'poolview_cache_slow_watches_ended_total', help: 'Watches ended because their client fell too far behind.', labelNames: ['resource'], registers: [registry] }),
+    setSource: (fn) => (read = fn),
+  };
+}

@@ -39,6 +39,10 @@ export interface PoolviewOptions {
   workingMode: WorkingMode;
   /** How long a scope change's transitions, and a LIST after one, wait for a revision past the change. */
   scopeChangeWaitMs: number;
+  /** Events kept per cached resource for watches that resume and Exact lists. */
+  watchCacheHistory: number;
+  /** How long an answer of the apiserver to "may this client do this" is reused, in ms. */
+  authorizationCacheTtlMs: number;
 }
 
 /** yurt-hub's dummy interface address for an IPv6 node. */
@@ -57,6 +61,8 @@ export const DEFAULTS = {
   dummyIfIp: '169.254.2.1',
   workingMode: 'edge' as WorkingMode,
   scopeChangeWaitMs: 1000,
+  watchCacheHistory: 10_000,
+  authorizationCacheTtlMs: 10_000,
 };
 
 /** A mistake in how poolview was invoked; the CLI prints its message alone and exits 2. */
@@ -68,7 +74,7 @@ export interface FlagSpec {
   flag: string;
   env?: string;
   key: keyof PoolviewOptions;
-  type: 'string' | 'port' | 'gates' | 'bool' | 'list' | 'duration';
+  type: 'string' | 'port' | 'gates' | 'bool' | 'list' | 'count' | 'duration';
   help: string;
 }
 
@@ -89,6 +95,8 @@ export const FLAGS: readonly FlagSpec[] = [
   { flag: 'anonymous-requests', env: 'POOLVIEW_ANONYMOUS_REQUESTS', key: 'anonymousRequests', type: 'string', help: 'requests without credentials: forward (as they are) | reject (401) | proxy-identity (with poolview\'s credentials; loopback bind only) (default forward)' },
   { flag: 'configmap-name', env: 'POOLVIEW_CONFIGMAP_NAME', key: 'configMapName', type: 'string', help: `ConfigMap that adds components to filters (default ${DEFAULTS.configMapName})` },
   { flag: 'configmap-namespace', env: 'POOLVIEW_CONFIGMAP_NAMESPACE', key: 'configMapNamespace', type: 'string', help: `namespace of that ConfigMap (default ${DEFAULTS.configMapNamespace})` },
+  { flag: 'watch-cache-history', env: 'POOLVIEW_WATCH_CACHE_HISTORY', key: 'watchCacheHistory', type: 'count', help: `events kept per cached resource: watches resuming from older resourceVersions get 410 Expired (default ${DEFAULTS.watchCacheHistory})` },
+  { flag: 'authorization-cache-ttl', env: 'POOLVIEW_AUTHORIZATION_CACHE_TTL', key: 'authorizationCacheTtlMs', type: 'duration', help: 'how long the apiserver\'s answer to a client\'s SelfSubjectAccessReview is reused for answers from the cache, e.g. 10s, 1m (default 10s)' },
   { flag: 'feature-gates', env: 'POOLVIEW_FEATURE_GATES', key: 'featureGates', type: 'gates', help: 'comma list of Name=true|false' },
   { flag: 'enable-dummy-if', env: 'POOLVIEW_ENABLE_DUMMY_IF', key: 'enableDummyIf', type: 'bool', help: 'tell in-cluster clients (masterservice, serviceenvupdater, forwardkubesvctraffic) to reach poolview at --dummy-if-ip instead of --bind-address; poolview creates no interface (default false)' },
   { flag: 'dummy-if-ip', env: 'POOLVIEW_DUMMY_IF_IP', key: 'dummyIfIp', type: 'string', help: `that address (default ${DEFAULTS.dummyIfIp}, ${DUMMY_IF_IPV6} with an IPv6 --bind-address)` },
@@ -102,14 +110,6 @@ export function parsePort(value: string, what: string): number {
   const port = Number(value);
   if (port > 65535) throw new UsageError(`${what}: ${port} is out of range 0-65535`);
   return port;
-}
-
-/** A Go duration as Kubernetes components take them ("1s", "500ms", "1.5s", "2m", "0"), in milliseconds. */
-export function parseDuration(value: string, what: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(value.trim());
-  if (!m || (m[2] === undefined && Number(m[1]) !== 0)) throw new UsageError(`${what}: "${value}" is not a duration (e.g. 500ms, 2s)`);
-  const unit = m[2] === 'm' ? 60_000 : m[2] === 's' ? 1000 : 1;
-  return Math.round(Number(m[1]) * unit);
 }
 
 /** A node:util parseArgs error in the words of poolview's other usage errors. */
@@ -134,6 +134,23 @@ export function parseBool(value: string, what: string): boolean {
   if (v === 'true' || v === '1') return true;
   if (v === 'false' || v === '0') return false;
   throw new UsageError(`${what}: "${value}" is not true or false`);
+}
+
+/** A positive whole number. */
+export function parseCount(value: string, what: string): number {
+  if (!/^\d+$/.test(value.trim()) || Number(value) < 1) throw new UsageError(`${what}: "${value}" is not a positive whole number`);
+  return Number(value);
+}
+
+/** A duration as Kubernetes components take it (500ms, 10s, 1m, 1h30m), in milliseconds. */
+export function parseDuration(value: string, what: string): number {
+  const v = value.trim();
+  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  if (v === '0') return 0;
+  if (!/^(\d+(\.\d+)?(ms|s|m|h))+$/.test(v)) throw new UsageError(`${what}: "${value}" is not a duration like 10s or 1m`);
+  let ms = 0;
+  for (const m of v.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) ms += Number(m[1]) * units[m[2]];
+  return Math.round(ms);
 }
 
 /** poolview's feature gates and their defaults. */
@@ -188,6 +205,8 @@ export function resolveOptions(input: Partial<PoolviewOptions>): PoolviewOptions
     disabledFilters: [...(input.disabledFilters ?? [])],
     workingMode: input.workingMode || DEFAULTS.workingMode,
     scopeChangeWaitMs: input.scopeChangeWaitMs ?? DEFAULTS.scopeChangeWaitMs,
+    watchCacheHistory: input.watchCacheHistory ?? DEFAULTS.watchCacheHistory,
+    authorizationCacheTtlMs: input.authorizationCacheTtlMs ?? DEFAULTS.authorizationCacheTtlMs,
   };
   if (!Number.isFinite(opts.scopeChangeWaitMs) || opts.scopeChangeWaitMs < 0) throw new UsageError(`--scope-change-wait: ${opts.scopeChangeWaitMs} ms is not a duration`);
   if (!opts.nodeName) throw new UsageError('--node-name (or NODE_NAME) is required');

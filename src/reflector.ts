@@ -50,6 +50,8 @@ export interface ReflectorOptions {
   revisions: Revisions;
   log: Logger;
   onEvent: ReflectorHandler;
+  /** Accept header (default application/json); e.g. metadata only, as PartialObjectMetadata. */
+  accept?: string;
   /** What the store keeps of each object (default: all but managedFields); handlers get it whole. */
   keep?: (obj: KubeObject) => KubeObject;
 }
@@ -95,7 +97,7 @@ export class Reflector {
     const watch = query.watch === 'true';
     return request(this.url(query), {
       dispatcher: this.opts.upstream.ownDispatcher,
-      headers: { accept: 'application/json', 'accept-encoding': watch ? 'identity' : 'gzip', 'user-agent': 'poolview', ...this.opts.upstream.ownHeaders() },
+      headers: { accept: this.opts.accept ?? 'application/json', 'accept-encoding': watch ? 'identity' : 'gzip', 'user-agent': 'poolview', ...this.opts.upstream.ownHeaders() },
       signal: this.abort.signal,
       // A LIST that hangs fails and is retried with backoff; a quiet watch is bounded by TCP keepalive.
       headersTimeout: UPSTREAM_HEADERS_TIMEOUT_MS,

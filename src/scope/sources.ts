@@ -17,6 +17,8 @@ export const AUTO_LISTEN_ANNOTATION = 'nodeport.openyurt.io/auto-listen';
 export const POOL_GATES_ANNOTATION = 'poolview.openyurt.io/feature-gates';
 
 const ENDPOINT_RESOURCES = ['endpointslices', 'endpoints'];
+/** Metadata only, with JSON as the fallback of an apiserver that cannot convert. */
+const PARTIAL_OBJECT_METADATA = 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json';
 
 export interface ScopeSourceOptions {
   upstream: Upstream;
@@ -140,7 +142,7 @@ export class ScopeSources implements Scope {
   start(): void {
     const { configMap } = this.opts;
     this.services = this.watch('services', '/api/v1/services', this.onService, { keep: metadataOnly });
-    this.watch('nodes', '/api/v1/nodes', this.onNode, { keep: keyOnly });
+    // Nodes are watched once it is known whether NodePools are served (watchNodePools).
     this.watch('configmap', `/api/v1/namespaces/${configMap.namespace}/configmaps`, this.onConfigMap, {
       query: { fieldSelector: `metadata.name=${configMap.name}` },
     });
@@ -158,7 +160,17 @@ export class ScopeSources implements Scope {
     clearTimeout(this.endpointPoolsTimers.later);
   }
 
-  private watch(name: string, path: string, onEvent: ReflectorHandler, extra: { query?: Record<string, string>; keep?: (obj: KubeObject) => KubeObject } = {}): Reflector {
+  /**
+   * What pool decisions need of Nodes, and no more: with NodePools (their status.nodes give pool
+   * membership) only this node's Node, for its own pool label; without them every Node, as
+   * metadata only (labels), so a node's status updates do not stream every Node to every edge node.
+   */
+  private watchNodes(nodePoolsServed: boolean): void {
+    if (nodePoolsServed) this.watch('nodes', '/api/v1/nodes', this.onNode, { keep: keyOnly, query: { fieldSelector: `metadata.name=${this.nodeName}` } });
+    else this.watch('nodes', '/api/v1/nodes', this.onNode, { keep: keyOnly, accept: PARTIAL_OBJECT_METADATA });
+  }
+
+  private watch(name: string, path: string, onEvent: ReflectorHandler, extra: { query?: Record<string, string>; keep?: (obj: KubeObject) => KubeObject; accept?: string } = {}): Reflector {
     const reflector = new Reflector({ upstream: this.opts.upstream, path, revisions: this.opts.revisions, log: this.opts.log, onEvent, ...extra });
     const entry: (typeof this.reflectors)[number] = { name, reflector };
     this.reflectors.push(entry);
@@ -202,6 +214,7 @@ export class ScopeSources implements Scope {
             await reflector.start();
             entry.reflector = reflector;
             entry.error = undefined;
+            this.watchNodes(true);
             this.opts.log.info({ version }, 'pool members from NodePool status.nodes');
             return;
           } catch (err) {
@@ -211,6 +224,7 @@ export class ScopeSources implements Scope {
           }
         }
         if (notServed === 2) {
+          this.watchNodes(false);
           entry.optional = true;
           this.opts.log.info('no NodePool CRD served: pool members come from node labels');
           this.notify(new Set(['services', ...ENDPOINT_RESOURCES]), 'nodepool-source');

@@ -6,7 +6,7 @@
 // rules — all without restarting kube-proxy. Each change → rules time is measured (rules polled
 // every ~50 ms) and printed. A coredns informer (@kubernetes/client-node) through the same poolview
 // sees the endpoints kube-proxy programmed.
-import { DiscoveryV1Api, KubeConfig, makeInformer, type V1EndpointSlice } from '@kubernetes/client-node';
+import { DiscoveryV1Api, makeInformer, type V1EndpointSlice } from '@kubernetes/client-node';
 import { afterAll, expect, it } from 'vitest';
 import type { Cluster } from '../support/cluster.js';
 import { createNodeNetns, describeWithKubeProxy, startKubeProxy, type KubeProxy, type NodeNetns, type ProxyRules } from '../support/kube-proxy.js';
@@ -14,6 +14,7 @@ import { startLeaseWriter, type BackgroundWriter } from '../support/background.j
 import { startTestPoolview, type TestPoolview } from '../support/poolview.js';
 import { sleep } from '../support/processes.js';
 import { sharedCluster, uniqueName } from '../support/shared-cluster.js';
+import { kubeConfigAs } from '../support/client-node.js';
 
 const cluster = sharedCluster();
 const TOPOLOGY = 'openyurt.io/topologyKeys';
@@ -33,21 +34,6 @@ afterAll(async () => {
   }
   await cluster.close();
 });
-
-/** A KubeConfig for `server` whose requests (lists and watches) carry `userAgent`. */
-function kubeConfigAs(server: string, userAgent: string): KubeConfig {
-  const kc = new KubeConfig();
-  kc.loadFromFile(cluster.kubeconfig('admin', server));
-  // client-node has no User-Agent option; an authenticator may add headers to every request.
-  kc.addAuthenticator({
-    isAuthProvider: () => true,
-    applyAuthentication: async (_user, opts) => {
-      const o = opts as { headers?: Record<string, string> };
-      o.headers = { ...o.headers, 'User-Agent': userAgent };
-    },
-  });
-  return kc;
-}
 
 describeWithKubeProxy()('servicetopology through poolview with a real kube-proxy (issue #5)', () => {
   it.each([
@@ -84,7 +70,7 @@ describeWithKubeProxy()('servicetopology through poolview with a real kube-proxy
       const pid = kubeProxy.process.child.pid;
 
       // coredns reads EndpointSlices through the same poolview (servicetopology targets it by default).
-      const kc = kubeConfigAs(pv.httpsUrl, COREDNS);
+      const kc = kubeConfigAs(cluster, pv.httpsUrl, COREDNS);
       const discovery = kc.makeApiClient(DiscoveryV1Api);
       const informerErrors: unknown[] = [];
       informer = makeInformer<V1EndpointSlice>(kc, `/apis/discovery.k8s.io/v1/namespaces/${ns}/endpointslices`, () =>

@@ -12,6 +12,7 @@ import type { KubeList, KubeObject } from '../support/cluster.js';
 import { ClientReflector, contentOf, type Obj } from '../support/client-reflector.js';
 import { startTestPoolview, type TestPoolview } from '../support/poolview.js';
 import { poll } from '../support/processes.js';
+import { kubeConfigAs as kubeConfigFor } from '../support/client-node.js';
 import { sharedCluster, uniqueName } from '../support/shared-cluster.js';
 
 const cluster = sharedCluster();
@@ -78,17 +79,7 @@ function rawWatch(path: string, userAgent: string, resourceVersion: string): { e
 
 /** A KubeConfig for poolview's HTTPS port whose requests (lists and watches) carry `userAgent`. */
 function kubeConfigAs(userAgent: string): KubeConfig {
-  const kc = new KubeConfig();
-  kc.loadFromFile(cluster.kubeconfig('admin', pv.httpsUrl));
-  // client-node has no User-Agent option; an authenticator may add headers to every request.
-  kc.addAuthenticator({
-    isAuthProvider: () => true,
-    applyAuthentication: async (_user, opts) => {
-      const o = opts as { headers?: Record<string, string> };
-      o.headers = { ...o.headers, 'User-Agent': userAgent };
-    },
-  });
-  return kc;
+  return kubeConfigFor(cluster, pv.httpsUrl, userAgent);
 }
 
 /** Requests poolview counted for `component` (finished + in flight). */

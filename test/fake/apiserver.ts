@@ -46,6 +46,8 @@ export interface FakeApiserverOptions {
   historySize?: number;
   /** How long a request for an RV newer than the current one waits before 504 ResourceVersionTooLarge (default 500). */
   tooLargeWaitMs?: number;
+  /** SelfSubjectAccessReviews answer allowed: false for these bearer tokens (default: every review is allowed). */
+  deniedTokens?: string[];
 }
 
 export interface RecordedRequest {
@@ -194,6 +196,12 @@ export async function startFakeApiserver(opts: FakeApiserverOptions = {}): Promi
       return rest.send(req, res, 200, 'ok', 'text/plain; charset=utf-8');
     }
     if (p0 === 'version' && parts.length === 1) return rest.send(req, res, 200, JSON.stringify(VERSION_INFO, null, 2));
+    if (req.method === 'POST' && url.pathname === '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews') {
+      const review = JSON.parse((await readBody(req)) || '{}') as { spec?: object };
+      const token = /^Bearer\s+(\S+)\s*$/i.exec(String(req.headers.authorization ?? ''))?.[1] ?? '';
+      const allowed = !(opts.deniedTokens ?? []).includes(token);
+      return rest.send(req, res, 201, JSON.stringify({ kind: 'SelfSubjectAccessReview', apiVersion: 'authorization.k8s.io/v1', metadata: {}, spec: review.spec ?? {}, status: { allowed } }));
+    }
     const route = parseResourcePath(parts);
     if (route === undefined) {
       const doc = req.method === 'GET' ? discovery(parts) : undefined;
@@ -314,4 +322,10 @@ function drain(req: IncomingMessage): Promise<void> {
     req.on('error', () => resolve());
     req.resume();
   });
+}
+
+async function readBody(req: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
 }

@@ -162,6 +162,8 @@ export class Watch {
       this.timers.push(setInterval(() => this.bookmark(false), this.rest.opts.bookmarkIntervalMs));
     }
     if (timeoutSeconds > 0) {
+      // As the apiserver's cacher: a bookmark 2 s before the deadline, when there is time for one.
+      if (this.bookmarks && timeoutSeconds > 2) this.timers.push(setTimeout(() => this.bookmark(false), (timeoutSeconds - 2) * 1000));
       this.timers.push(
         setTimeout(() => {
           if (this.bookmarks) this.bookmark(false);

@@ -222,6 +222,14 @@ it('--scope-change-wait takes a Go duration, in milliseconds (default 1 s)', () 
   expect(resolveOptions({ nodeName: 'n' }).scopeChangeWaitMs).toBe(1000);
 });
 
+it('watch cache flags: a history length and a duration as Kubernetes components write them', () => {
+  expect(parseServeArgs(['--watch-cache-history=500', '--authorization-cache-ttl', '1m30s'], {})).toMatchObject({ watchCacheHistory: 500, authorizationCacheTtlMs: 90_000 });
+  expect(parseServeArgs([], { POOLVIEW_AUTHORIZATION_CACHE_TTL: '500ms', POOLVIEW_WATCH_CACHE_HISTORY: '7' })).toMatchObject({ watchCacheHistory: 7, authorizationCacheTtlMs: 500 });
+  expect(() => parseServeArgs(['--watch-cache-history=0'], {})).toThrow(/--watch-cache-history: "0" is not a positive whole number/);
+  expect(() => parseServeArgs(['--authorization-cache-ttl=10'], {})).toThrow(/not a duration/);
+  expect(helpText()).toContain('--authorization-cache-ttl');
+});
+
 it('a boolean flag alone means true, as in Kubernetes components', () => {
   expect(parseServeArgs(['--rotate-server-certificates'], {}).rotateServerCertificates).toBe(true);
   expect(parseServeArgs(['--rotate-server-certificates=false'], { POOLVIEW_ROTATE_SERVER_CERTIFICATES: 'true' }).rotateServerCertificates).toBe(false);

@@ -194,6 +194,11 @@ export class Cluster {
     this.agent = new Agent({ connect: { ca: readFileSync(info.caFile) }, keepAliveTimeout: 4_000 });
   }
 
+  /** Stops kube-apiserver and starts it again on the same port and etcd; only for a cluster this process started. */
+  restartApiserver(): Promise<void> {
+    return Promise.reject(new Error('only a cluster started by this process (startCluster) can restart its apiserver'));
+  }
+
   /** Path of a kubeconfig for `identity`, talking to `server` (default: the apiserver). */
   kubeconfig(identity: Identity = 'admin', server: string = this.server): string {
     const url = new URL(server);
@@ -499,8 +504,13 @@ class OwnedCluster extends Cluster {
     info: ClusterInfo,
     private readonly processes: ManagedProcess[],
     private readonly removeWorkDir: () => void,
+    private readonly restart: () => Promise<void>,
   ) {
     super(info);
+  }
+
+  override restartApiserver(): Promise<void> {
+    return this.restart();
   }
 
   override async stop(): Promise<void> {
@@ -656,40 +666,49 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<Clus
     log(`>> etcd up at ${etcdServer}`);
 
     const server = `https://127.0.0.1:${securePort}`;
-    const apiserver = startProcess(
-      'kube-apiserver',
-      [
-        join(binDir, 'kube-apiserver'),
-        `--etcd-servers=${etcdServer}`,
-        `--secure-port=${securePort}`,
-        '--bind-address=127.0.0.1',
-        '--advertise-address=127.0.0.1',
-        `--cert-dir=${join(workDir, 'apiserver-certs')}`,
-        `--tls-cert-file=${pki.cert}`,
-        `--tls-private-key-file=${pki.key}`,
-        `--client-ca-file=${pki.ca}`,
-        `--token-auth-file=${tokenFile}`,
-        '--authorization-mode=Node,RBAC',
-        '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
-        `--service-account-signing-key-file=${pki.saKey}`,
-        `--service-account-key-file=${pki.saPub}`,
-        '--service-cluster-ip-range=10.96.0.0/16',
-        '--service-node-port-range=30000-32767',
-        '--profiling=false',
-        ...(opts.apiserverArgs ?? []),
-      ],
-      { logFile: join(workDir, 'kube-apiserver.log') },
-    );
-    processes.push(apiserver);
+    const apiserverArgv = [
+      join(binDir, 'kube-apiserver'),
+      `--etcd-servers=${etcdServer}`,
+      `--secure-port=${securePort}`,
+      '--bind-address=127.0.0.1',
+      '--advertise-address=127.0.0.1',
+      `--cert-dir=${join(workDir, 'apiserver-certs')}`,
+      `--tls-cert-file=${pki.cert}`,
+      `--tls-private-key-file=${pki.key}`,
+      `--client-ca-file=${pki.ca}`,
+      `--token-auth-file=${tokenFile}`,
+      '--authorization-mode=Node,RBAC',
+      '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
+      `--service-account-signing-key-file=${pki.saKey}`,
+      `--service-account-key-file=${pki.saPub}`,
+      '--service-cluster-ip-range=10.96.0.0/16',
+      '--service-node-port-range=30000-32767',
+      '--profiling=false',
+      ...(opts.apiserverArgs ?? []),
+    ];
     const info: ClusterInfo = { server, caFile: pki.ca, tokens, etcdServer, binDir, workDir };
-    const cluster = new OwnedCluster(info, processes, removeWorkDir);
-    await poll('kube-apiserver /readyz', async () => {
-      if (!apiserver.running()) throw new PollAbort(`kube-apiserver exited:\n${apiserver.logTail()}`);
-      const { status } = await cluster.request('GET', '/readyz', { allow: [500, 503, 403, 401] });
-      return status === 200;
-    }, 90_000, 250).catch((err: Error) => {
-      throw new Error(err instanceof PollAbort ? err.message : `${err.message}\n--- kube-apiserver.log ---\n${apiserver.logTail()}`);
+    /** Starts kube-apiserver (again, for a restart: same port, same etcd) and waits for /readyz. */
+    const startApiserver = async (): Promise<ManagedProcess> => {
+      const apiserver = startProcess('kube-apiserver', apiserverArgv, { logFile: join(workDir, 'kube-apiserver.log') });
+      processes.push(apiserver);
+      await poll('kube-apiserver /readyz', async () => {
+        if (!apiserver.running()) throw new PollAbort(`kube-apiserver exited:\n${apiserver.logTail()}`);
+        const { status } = await cluster.request('GET', '/readyz', { allow: [500, 503, 403, 401] }).catch(() => ({ status: 0 }));
+        return status === 200;
+      }, 90_000, 250).catch((err: Error) => {
+        throw new Error(err instanceof PollAbort ? err.message : `${err.message}\n--- kube-apiserver.log ---\n${apiserver.logTail()}`);
+      });
+      return apiserver;
+    };
+    const cluster: OwnedCluster = new OwnedCluster(info, processes, removeWorkDir, async () => {
+      const old = [...processes].reverse().find((p) => p.name === 'kube-apiserver');
+      if (old) {
+        await old.stop();
+        processes.splice(processes.indexOf(old), 1);
+      }
+      await startApiserver();
     });
+    await startApiserver();
     log(`>> kube-apiserver ready at ${server}`);
 
     await cluster.apply(NODEPOOL_CRD);

@@ -182,7 +182,9 @@ export async function runModel(opts: ModelOptions): Promise<{ events: number; re
   let checks = 0;
   async function quiet(label: string): Promise<void> {
     checks++;
-    const deadline = Date.now() + 5000;
+    // A streaming list restarted by a scope change waits for the watch cache to prove itself fresh
+    // (a probe bookmark, 0.7–1.9 s on kube-apiserver), once per restart.
+    const deadline = Date.now() + 15_000;
     for (;;) {
       const diffs: string[] = [];
       for (const c of clients) {

@@ -33,6 +33,10 @@ export async function startTestPoolview(
     scopeChangeWaitMs?: number;
     /** Auto-listen's debounce of endpoint pool changes (default 3 s). */
     autoListenDebounceMs?: number;
+    /** The apiserver URL poolview dials (e.g. a counting relay in front of it); default the apiserver. */
+    server?: string;
+    /** Readiness probe interval (default 1 s here; poolview's own default is 5 s). */
+    probeIntervalMs?: number;
   },
   /** Other options (the in-cluster filters' flags); a dummyIfIp is named in the certificate too. */
   extra: Partial<PoolviewOptions> = {},
@@ -47,7 +51,7 @@ export async function startTestPoolview(
     {
       nodeName: opts.nodeName,
       nodePoolName: opts.nodePoolName,
-      kubeconfig: cluster.kubeconfig('poolview'),
+      kubeconfig: cluster.kubeconfig('poolview', opts.server),
       bindAddress,
       port: 0,
       securePort: 0,
@@ -62,7 +66,7 @@ export async function startTestPoolview(
     },
     {
       logger,
-      probeIntervalMs: 1_000,
+      probeIntervalMs: opts.probeIntervalMs ?? 1_000,
       ...(opts.autoListenDebounceMs === undefined ? {} : { startViews: (o: ViewOptions) => startViews({ ...o, autoListenDebounceMs: opts.autoListenDebounceMs }) }),
     },
   ).catch((err: unknown) => {

@@ -75,6 +75,9 @@ describe('view contract model (fake apiserver)', () => {
         seed,
         steps,
         pools: POOLS,
+        // With credentials, the clients' requests are answered by poolview's watch cache (after a review),
+        // so every client of a resource reads one cache through drops, compactions and re-lists.
+        tokens: { admin: 'model-client' },
         log: (msg) => console.log(msg),
       });
       console.log(`seed=${seed}: scope-change fallbacks ${JSON.stringify(await scopeChangeFallbacks(proxy.registry))}`);
@@ -88,6 +91,8 @@ describe('view contract model (fake apiserver)', () => {
       expect(result.expiredUnexplained).toBe(0);
       resumes.resumed += result.resumed;
       resumes.expired += result.expired;
+      const served = await proxy.registry.getSingleMetricAsString('poolview_cache_requests_served_total');
+      expect(served).toMatch(/resource="endpointslices",verb="watch"} [1-9]/);
     }, 300_000);
   }
   // Over all seeds, resumes from synthesized events do go on (every 410 above had a scope change
