@@ -24,6 +24,8 @@ export interface CacheEvent {
 export interface StoreListener {
   /** Events in revision order (a re-list's differences come as one batch). */
   onEvents(events: readonly CacheEvent[]): void;
+  /** The store is exact at a later revision with no change (an upstream bookmark, a freshness probe). */
+  onProgress?(rv: number): void;
 }
 
 type Metadata = { name?: string; namespace?: string; labels?: Record<string, string>; resourceVersion?: string };
@@ -136,6 +138,7 @@ export class WatchCacheStore {
     if (rv <= this.rv) return;
     this.rv = rv;
     this.wakeWaiters();
+    for (const listener of this.listeners) listener.onProgress?.(rv);
   }
 
   /** Resolves true once the store is at `rv` or later, false after `ms`. */

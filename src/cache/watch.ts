@@ -12,6 +12,7 @@ class CacheWatch implements StoreListener {
   private readonly timers: NodeJS.Timeout[] = [];
   private unsubscribe: (() => void) | undefined;
   private done = false;
+  private allowBookmarks = false;
 
   constructor(
     private readonly cache: ServedResource,
@@ -39,6 +40,11 @@ class CacheWatch implements StoreListener {
     return undefined;
   }
 
+  /** Upstream progress passes on at once, as the apiserver's own bookmarks: views wait for it (scope changes). */
+  onProgress(rv: number): void {
+    if (this.allowBookmarks) this.send(this.bookmark(rv));
+  }
+
   onEvents(events: readonly CacheEvent[]): void {
     let text = '';
     for (const e of events) text += this.transition(e) ?? '';
@@ -57,6 +63,7 @@ class CacheWatch implements StoreListener {
 
   /** Registers synchronously after `initial` is computed: no change can fall between the two. */
   start(initial: string, allowBookmarks: boolean, timeoutSeconds: number): void {
+    this.allowBookmarks = allowBookmarks;
     this.out.begin(200, { ...JSON_HEADERS, 'transfer-encoding': 'chunked' });
     this.unsubscribe = this.cache.store.subscribe(this);
     this.out.onClose(() => this.stop());

@@ -8,9 +8,7 @@ export const WAIT_FOR_REVISION_MS = 3_000;
 
 export const JSON_HEADERS = { 'content-type': 'application/json', 'cache-control': 'no-cache, private' };
 
-export function statusJson(code: number, reason: string, message: string, details?: object): string {
-  return JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, ...(details ? { details } : {}), code });
-}
+export { statusBody as statusJson } from '../status.js';
 
 export function sendText(out: Responder, status: number, body: string): void {
   out.begin(status, { ...JSON_HEADERS, 'content-length': String(Buffer.byteLength(body)) });
