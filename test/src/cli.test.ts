@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULTS, FLAGS, proxyHost, resolveOptions, type FlagSpec, type PoolviewOptions } from '../../src/options.js';
-import { main, parseServeArgs, type CliIO } from '../../src/cli.js';
+import { helpText, main, parseServeArgs, type CliIO } from '../../src/cli.js';
 import { startFakeApiserver, type FakeApiserver } from '../fake/apiserver.js';
 import { waitFor } from './proxy-harness.js';
 
@@ -74,6 +74,7 @@ const SAMPLE: Record<FlagSpec['type'], [string, unknown]> = {
   port: ['1234', 1234],
   list: ['a, b', ['a', 'b']],
   duration: ['2s', 2000],
+  count: ['7', 7],
   bool: ['true', true],
   gates: ['NodePortAutoListen=true', { NodePortAutoListen: true }],
 };
