@@ -1,5 +1,6 @@
 // A Responder over an undici dispatch handler: the cache answers a request itself, as undici's own
 // cache interceptor does, with a controller that honours the consumer's pause/resume/abort.
+import { randomUUID } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { Responder } from './serve.js';
@@ -52,7 +53,8 @@ export class HandlerResponder implements Responder {
       this.handler.onRequestStart?.(this.controller, {});
     }
     if (this.abortReason) return;
-    this.handler.onResponseStart?.(this.controller, status, headers, STATUS_CODES[status] ?? '');
+    // Every answer carries an audit ID of its own, as the apiserver's do (this one never reached it).
+    this.handler.onResponseStart?.(this.controller, status, { 'audit-id': randomUUID(), ...headers }, STATUS_CODES[status] ?? '');
   }
 
   write(text: string): void {

@@ -57,6 +57,8 @@ type ReadPoint = { at: 'current' } | { at: 'exact'; rv: number };
 
 /** The revision a LIST or GET is served at, as the cacher decides it; undefined = go upstream. */
 async function readPoint(cache: ServedResource, query: URLSearchParams, verb: 'get' | 'list'): Promise<ReadPoint | undefined> {
+  // Watch-only parameters on a read are the apiserver's to refuse.
+  if (query.has('sendInitialEvents')) return undefined;
   const rv = query.get('resourceVersion') ?? '';
   let match = query.get('resourceVersionMatch') ?? '';
   if (match !== '' && match !== 'NotOlderThan' && match !== 'Exact') return undefined;

@@ -118,7 +118,10 @@ export class WatchCacheStore {
       const prev = this.objects.get(object.key);
       if (prev && prev.rv === object.rv) continue;
       this.objects.set(object.key, object);
-      events.push({ type: prev ? 'MODIFIED' : 'ADDED', rv: object.rv, object, prev });
+      // Open watches may have seen revisions past this version's: it reaches them at the list's
+      // revision (a real one, never going backwards), as a scope change's marks do.
+      const sent = object.rv > this.rv ? object : atRevision(object, rv);
+      events.push({ type: prev ? 'MODIFIED' : 'ADDED', rv: sent.rv, object: sent, prev });
     }
     for (const [key, prev] of this.objects) {
       if (seen.has(key)) continue;

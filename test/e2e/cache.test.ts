@@ -96,10 +96,18 @@ async function startInformers(server: string, userAgent: string, on = cluster) {
   return { services, slices, errors, stop: () => Promise.all([services.stop(), slices.stop()]) };
 }
 
-/** name → resourceVersion of what an informer holds in one namespace. */
+/**
+ * name → what an informer holds of each object in one namespace: its content (labels, annotations,
+ * type and ports, endpoint addresses). Not its resourceVersion: a scope change or a re-list may mark
+ * an object with a newer revision than its own (docs/design.md, mechanism (d)).
+ */
 function held(objects: KubernetesObject[], ns: string): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const o of objects) if (o.metadata?.namespace === ns) out[o.metadata.name!] = o.metadata.resourceVersion!;
+  for (const o of objects) {
+    if (o.metadata?.namespace !== ns) continue;
+    const x = o as KubernetesObject & { spec?: { type?: string; ports?: Array<{ port?: number }> }; endpoints?: Array<{ addresses?: string[] }> };
+    out[o.metadata.name!] = JSON.stringify([o.metadata.labels ?? {}, o.metadata.annotations ?? {}, x.spec?.type ?? null, x.spec?.ports?.map((p) => p.port) ?? null, x.endpoints?.map((e) => e.addresses) ?? null]);
+  }
   return out;
 }
 
