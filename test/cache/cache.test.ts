@@ -2,6 +2,7 @@
 // revision each read is served at, paging, selectors, watches from the history and outside it,
 // streaming lists, bookmarks, a slow client, one upstream stream for many clients, a re-list's
 // differences, and authorization.
+import { jsonLineBatches } from '../../src/json-lines.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request, type Dispatcher } from 'undici';
 import { startFakeApiserver, type FakeApiserver } from '../fake/apiserver.js';
@@ -66,15 +67,9 @@ async function watch(path: string, token = CLIENT, dispatcher: Dispatcher = thro
   const events: any[] = [];
   const wakers = new Set<() => void>();
   const ended = (async () => {
-    let pending = '';
     try {
-      for await (const chunk of res.body) {
-        pending += chunk.toString();
-        let nl;
-        while ((nl = pending.indexOf('\n')) >= 0) {
-          events.push(JSON.parse(pending.slice(0, nl)));
-          pending = pending.slice(nl + 1);
-        }
+      for await (const lines of jsonLineBatches(res.body)) {
+        for (const line of lines) events.push(JSON.parse(line));
         for (const w of wakers) w();
       }
     } catch {

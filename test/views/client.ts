@@ -1,6 +1,7 @@
 // HTTP client helpers of the view tests: a GET and a watch read until a condition, as a component
 // (its User-Agent) would do them.
 import { request } from 'undici';
+import { jsonLineBatches } from '../../src/json-lines.js';
 import { expect } from 'vitest';
 
 export async function get(base: string, path: string, ua: string, headers: Record<string, string> = {}) {
@@ -15,16 +16,10 @@ export async function watch(base: string, path: string, ua: string, act: (events
   const res = await request(base + path, { headers: { 'user-agent': ua }, signal: abort.signal });
   expect(res.statusCode).toBe(200);
   const events: any[] = [];
-  let pending = '';
   const done = (async () => {
     try {
-      for await (const chunk of res.body) {
-        pending += chunk.toString();
-        let nl;
-        while ((nl = pending.indexOf('\n')) >= 0) {
-          events.push(JSON.parse(pending.slice(0, nl)));
-          pending = pending.slice(nl + 1);
-        }
+      for await (const lines of jsonLineBatches(res.body)) {
+        for (const line of lines) events.push(JSON.parse(line));
         if (until(events)) break;
       }
     } catch {
