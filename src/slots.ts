@@ -16,14 +16,6 @@ export class Slots {
     readonly waitMs: number,
   ) {}
 
-  get inUse(): number {
-    return this.busy;
-  }
-
-  get waiting(): number {
-    return this.queue.length;
-  }
-
   async run<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     await this.acquire(signal);
     try {
