@@ -86,7 +86,7 @@ export class WatchCacheStore {
     // A version the store already has (a re-list raced the watch) is no change.
     if (prev && prev.rv >= object.rv) return;
     if (type === 'DELETED') {
-      if (!prev) return this.advance(object.rv);
+      if (!prev) return this.advance(object.rv); // nothing a watcher holds changed: progress
       this.objects.delete(object.key);
       this.sortedKeys = undefined;
     } else {
@@ -102,7 +102,7 @@ export class WatchCacheStore {
       this.history = this.history.slice(cut);
     }
     this.emit([event]);
-    this.advance(object.rv);
+    this.moveTo(object.rv);
   }
 
   /**
@@ -138,10 +138,15 @@ export class WatchCacheStore {
 
   /** A bookmark or a quiet probe: nothing changed up to `rv`. */
   advance(rv: number): void {
-    if (rv <= this.rv) return;
+    if (this.moveTo(rv)) for (const listener of this.listeners) listener.onProgress?.(rv);
+  }
+
+  /** The store's revision moves on (an event, or progress); false when it was there already. */
+  private moveTo(rv: number): boolean {
+    if (rv <= this.rv) return false;
     this.rv = rv;
     this.wakeWaiters();
-    for (const listener of this.listeners) listener.onProgress?.(rv);
+    return true;
   }
 
   /** Resolves true once the store is at `rv` or later, false after `ms`. */
